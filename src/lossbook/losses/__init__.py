@@ -1,0 +1,30 @@
+"""Loss functions for image reconstruction.
+
+Functional forms take ``(x, y)`` image batches of shape ``(N, C, H, W)`` and return a
+scalar (``reduction="mean"``) or one value per image (``reduction="none"``); the
+``nn.Module`` classes wrap them for use in training loops.
+"""
+
+from .pixel import (
+    CharbonnierLoss,
+    HuberLoss,
+    L1Loss,
+    MSELoss,
+    charbonnier,
+    huber,
+    mae,
+    mse,
+    smooth_l1,
+)
+
+__all__ = [
+    "mse",
+    "mae",
+    "huber",
+    "smooth_l1",
+    "charbonnier",
+    "MSELoss",
+    "L1Loss",
+    "HuberLoss",
+    "CharbonnierLoss",
+]

@@ -1,0 +1,85 @@
+r"""Image-quality metrics for evaluation (no gradients).
+
+The functions here are the *measuring* side of the book: they never build an
+autograd graph and always return plain values per image or per batch. The
+differentiable versions, for training, live in :mod:`lossbook.losses`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ._validate import check_data_range, check_finite, check_pair, check_reduction
+from .losses import pixel as _pixel
+
+__all__ = ["psnr", "psnr_from_mse", "mse", "mae"]
+
+
+@torch.no_grad()
+def psnr(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    data_range: float = 1.0,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    r"""Peak signal-to-noise ratio in decibels.
+
+    .. math:: \mathrm{PSNR}(x, y) = 10 \log_{10} \frac{L^2}{\mathrm{MSE}(x, y)}
+
+    where :math:`L` is ``data_range``, the width of the images' value range (1.0 for
+    images in [0, 1], 255 for 8-bit images). PSNR depends on :math:`L`: the same pair
+    scored with ``data_range=255`` instead of 1.0 gains :math:`20\log_{10}255 \approx
+    48.1` dB, so always pass the range your images are actually in.
+
+    Parameters
+    ----------
+    x, y : torch.Tensor
+        Images of shape ``(N, C, H, W)``.
+    data_range : float
+        :math:`L` above. Default 1.0.
+    reduction : {"mean", "none"}
+        ``"none"``: the PSNR of each image, shape ``(N,)``. ``"mean"``: the mean of the
+        per-image PSNRs (not the PSNR of the pooled MSE, which is lower when the errors
+        differ between images; say which one a table reports).
+
+    Returns
+    -------
+    torch.Tensor
+        PSNR in dB; ``inf`` for identical images.
+
+    Notes
+    -----
+    Equals ``skimage.metrics.peak_signal_noise_ratio(y, x, data_range=data_range)`` per image.
+    """
+    check_pair(x, y)
+    check_reduction(reduction)
+    L = check_data_range(data_range)
+    check_finite(x, "x")
+    check_finite(y, "y")
+    err = (x.double() - y.double()).pow(2).flatten(1).mean(dim=1)
+    value = 10.0 * torch.log10(L**2 / err)
+    value = value.to(x.dtype)
+    return value.mean() if reduction == "mean" else value
+
+
+@torch.no_grad()
+def mse(x: torch.Tensor, y: torch.Tensor, *, reduction: str = "mean") -> torch.Tensor:
+    """Mean squared error as a metric (see :func:`lossbook.losses.mse`)."""
+    return _pixel.mse(x, y, reduction=reduction)
+
+
+@torch.no_grad()
+def mae(x: torch.Tensor, y: torch.Tensor, *, reduction: str = "mean") -> torch.Tensor:
+    """Mean absolute error as a metric (see :func:`lossbook.losses.mae`)."""
+    return _pixel.mae(x, y, reduction=reduction)
+
+
+def psnr_from_mse(mse_value: float, data_range: float = 1.0) -> float:
+    """PSNR in dB of a given mean squared error: ``10 log10(L^2 / mse)``."""
+    L = check_data_range(data_range)
+    if mse_value < 0:
+        raise ValueError(f"mse_value must be non-negative; got {mse_value}.")
+    return math.inf if mse_value == 0 else 10.0 * math.log10(L**2 / mse_value)

@@ -1,0 +1,5 @@
+"""Networks used in the book's training chapters."""
+
+from .tiny import TinyCNN
+
+__all__ = ["TinyCNN"]

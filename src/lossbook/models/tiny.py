@@ -1,0 +1,41 @@
+"""The smallest useful image-to-image network, for quick demonstrations."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["TinyCNN"]
+
+
+class TinyCNN(nn.Module):
+    """A plain stack of 3x3 convolutions with ReLU, predicting a correction to the input.
+
+    ``out = x + f(x)`` where ``f`` has ``depth`` convolutions of ``width`` channels, so its
+    receptive field is ``2 * depth + 1`` pixels wide.
+
+    Parameters
+    ----------
+    channels : int
+        Image channels in and out.
+    width : int
+        Feature channels of the hidden layers.
+    depth : int
+        Number of convolutions (>= 2).
+
+    Shapes: ``(N, channels, H, W) -> (N, channels, H, W)``. With the defaults
+    (1, 32, 5) it has 28,353 parameters.
+    """
+
+    def __init__(self, channels: int = 1, width: int = 32, depth: int = 5) -> None:
+        super().__init__()
+        if depth < 2:
+            raise ValueError(f"depth must be >= 2; got {depth}.")
+        layers: list[nn.Module] = [nn.Conv2d(channels, width, 3, padding=1), nn.ReLU()]
+        for _ in range(depth - 2):
+            layers += [nn.Conv2d(width, width, 3, padding=1), nn.ReLU()]
+        layers.append(nn.Conv2d(width, channels, 3, padding=1))
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
