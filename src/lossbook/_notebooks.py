@@ -74,6 +74,7 @@ def sync_notebook(path: Path, repo_url: str) -> bool:
     elif _source(first) != want or SETUP_TAG not in first.get("metadata", {}).get("tags", []):
         first.clear()
         first.update(setup_cell)
+    nb.get("metadata", {}).pop("jupytext", None)
     for cell in nb["cells"]:
         if cell["cell_type"] == "code":
             cell["outputs"] = []

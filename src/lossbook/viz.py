@@ -1,0 +1,138 @@
+"""Figures for the chapters: image grids, zoomed crops, curves and source listings.
+
+Every function draws on matplotlib and returns the figure (or axes) so that a
+notebook cell can adjust it. Images are shown with ``cmap="gray"`` and a fixed
+``vmin``/``vmax`` so that brightness means the same thing in every panel.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+__all__ = ["to_numpy_image", "show_images", "plot_curves", "show_source", "add_zoom_box"]
+
+
+def to_numpy_image(img: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Turn ``(H, W)``, ``(C, H, W)`` or ``(1, C, H, W)`` into an ``(H, W)`` or ``(H, W, 3)`` array."""
+    if isinstance(img, torch.Tensor):
+        img = img.detach().float().cpu().numpy()
+    img = np.asarray(img)
+    while img.ndim > 3 and img.shape[0] == 1:
+        img = img[0]
+    if img.ndim == 3:
+        img = img[0] if img.shape[0] == 1 else np.moveaxis(img, 0, -1)
+    if img.ndim not in (2, 3):
+        raise ValueError(f"cannot show an array of shape {img.shape} as an image.")
+    return img
+
+
+def show_images(
+    images: Sequence[torch.Tensor | np.ndarray],
+    titles: Sequence[str] | None = None,
+    *,
+    vmin: float = 0.0,
+    vmax: float = 1.0,
+    cmap: str = "gray",
+    ncols: int | None = None,
+    size: float = 2.6,
+    suptitle: str | None = None,
+    crop: tuple[slice, slice] | None = None,
+    colorbar: bool = False,
+):
+    """Show images side by side with the same grey scale.
+
+    Parameters
+    ----------
+    images : sequence of tensors or arrays
+        Each ``(H, W)``, ``(C, H, W)`` or ``(1, C, H, W)``.
+    titles : sequence of str, optional
+        One title per image.
+    vmin, vmax : float
+        The grey-scale limits, shared by all panels (default 0 and 1).
+    cmap : str
+        Colour map for single-channel images.
+    ncols : int, optional
+        Panels per row (default: all in one row).
+    size : float
+        Panel size in inches.
+    suptitle : str, optional
+        Title of the whole figure.
+    crop : (slice, slice), optional
+        Show only ``image[rows, cols]`` (a zoomed crop), the same for all panels.
+    colorbar : bool
+        Add a colour bar to each panel.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    n = len(images)
+    ncols = ncols or n
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.3),
+                             squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= n:
+            continue
+        img = to_numpy_image(images[i])
+        if crop is not None:
+            img = img[crop[0], crop[1]]
+        im = ax.imshow(img, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=9)
+        if colorbar:
+            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def add_zoom_box(ax, rows: slice, cols: slice, color: str = "tab:red"):
+    """Draw the rectangle ``[rows, cols]`` on ``ax`` to show where a crop comes from."""
+    from matplotlib.patches import Rectangle
+
+    ax.add_patch(Rectangle((cols.start - 0.5, rows.start - 0.5), cols.stop - cols.start,
+                           rows.stop - rows.start, fill=False, edgecolor=color, linewidth=1.5))
+    return ax
+
+
+def plot_curves(
+    curves: dict[str, tuple[Sequence[float], Sequence[float]]],
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    ax=None,
+    logy: bool = False,
+    styles: dict[str, dict] | None = None,
+):
+    """Plot named ``(x, y)`` curves on one labelled axes and return the axes."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.6))
+    for name, (xs, ys) in curves.items():
+        ax.plot(xs, ys, label=name, **(styles or {}).get(name, {}))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if logy:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def show_source(obj) -> None:
+    """Print the source code of a package function or class, so a chapter can show it."""
+    try:
+        from IPython.display import Code, display
+
+        display(Code(inspect.getsource(obj), language="python"))
+    except ImportError:  # pragma: no cover - outside IPython
+        print(inspect.getsource(obj))
