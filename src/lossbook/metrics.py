@@ -13,6 +13,7 @@ import torch
 
 from ._validate import check_data_range, check_finite, check_pair, check_reduction
 from .losses import pixel as _pixel
+from .losses import structural as _structural
 
 __all__ = ["psnr", "psnr_from_mse", "mse", "mae"]
 
@@ -83,3 +84,27 @@ def psnr_from_mse(mse_value: float, data_range: float = 1.0) -> float:
     if mse_value < 0:
         raise ValueError(f"mse_value must be non-negative; got {mse_value}.")
     return math.inf if mse_value == 0 else 10.0 * math.log10(L**2 / mse_value)
+
+__all__ += ["ssim", "ms_ssim"]
+
+
+@torch.no_grad()
+def ssim(x: torch.Tensor, y: torch.Tensor, **kwargs: object) -> torch.Tensor:
+    r"""SSIM as a metric, without gradients (see :func:`lossbook.losses.ssim`).
+
+    Takes the same keywords (``data_range=1.0``, ``win_size=11``, ``sigma=1.5``,
+    ``k1=0.01``, ``k2=0.03``, ``window="gaussian"``, ``reduction="mean"``); Wang et al.'s
+    11x11 Gaussian window, sigma 1.5, population statistics, valid region. Pass the
+    ``data_range`` your images are in (pytorch-msssim's default is 255).
+    """
+    return _structural.ssim(x, y, **kwargs)
+
+
+@torch.no_grad()
+def ms_ssim(x: torch.Tensor, y: torch.Tensor, **kwargs: object) -> torch.Tensor:
+    r"""MS-SSIM as a metric, without gradients (see :func:`lossbook.losses.ms_ssim`).
+
+    Same keywords (``data_range=1.0``, ``weights`` with five scales by default, ...); with
+    the defaults both image sides must exceed 160 pixels.
+    """
+    return _structural.ms_ssim(x, y, **kwargs)

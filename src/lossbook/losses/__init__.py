@@ -16,6 +16,15 @@ from .pixel import (
     mse,
     smooth_l1,
 )
+from .structural import (
+    MS_SSIM_WEIGHTS,
+    MSSSIMLoss,
+    SSIMLoss,
+    gaussian_window,
+    ms_ssim,
+    ssim,
+    ssim_components,
+)
 
 __all__ = [
     "mse",
@@ -27,4 +36,11 @@ __all__ = [
     "L1Loss",
     "HuberLoss",
     "CharbonnierLoss",
+    "gaussian_window",
+    "ssim_components",
+    "ssim",
+    "ms_ssim",
+    "MS_SSIM_WEIGHTS",
+    "SSIMLoss",
+    "MSSSIMLoss",
 ]
