@@ -1,5 +1,48 @@
-"""Data: procedural images, the offline image corpus, patch samplers and degradations."""
+"""Data: the offline image corpus, synthetic and procedural images, degradations,
+random patch sampling on the training device, and verified downloads."""
 
+from .corpus import (
+    MIN_SIDE,
+    PROCEDURAL_IMAGES,
+    TEST_IMAGES,
+    TRAIN_IMAGES,
+    list_images,
+    load_image,
+    load_images,
+)
+from .degradations import (
+    add_gaussian_noise,
+    downsample,
+    gaussian_blur,
+    gaussian_kernel1d,
+    jpeg,
+    speckle,
+    upsample,
+)
+from .patches import PatchSampler
 from .procedural import ShiftedEdges, step_edge
+from .synthetic import checkerboard, dead_leaves, siemens_star, zone_plate
 
-__all__ = ["ShiftedEdges", "step_edge"]
+__all__ = [
+    "ShiftedEdges",
+    "step_edge",
+    "list_images",
+    "load_image",
+    "load_images",
+    "TRAIN_IMAGES",
+    "TEST_IMAGES",
+    "PROCEDURAL_IMAGES",
+    "MIN_SIDE",
+    "add_gaussian_noise",
+    "gaussian_blur",
+    "gaussian_kernel1d",
+    "downsample",
+    "upsample",
+    "jpeg",
+    "speckle",
+    "PatchSampler",
+    "siemens_star",
+    "zone_plate",
+    "checkerboard",
+    "dead_leaves",
+]
