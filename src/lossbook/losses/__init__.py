@@ -5,6 +5,16 @@ scalar (``reduction="mean"``) or one value per image (``reduction="none"``); the
 ``nn.Module`` classes wrap them for use in training loops.
 """
 
+from .gradient import (
+    GradientLoss,
+    LaplacianLoss,
+    TVLoss,
+    gradient_loss,
+    laplacian,
+    laplacian_loss,
+    sobel,
+    total_variation,
+)
 from .pixel import (
     CharbonnierLoss,
     HuberLoss,
@@ -43,4 +53,12 @@ __all__ = [
     "MS_SSIM_WEIGHTS",
     "SSIMLoss",
     "MSSSIMLoss",
+    "sobel",
+    "laplacian",
+    "gradient_loss",
+    "laplacian_loss",
+    "total_variation",
+    "GradientLoss",
+    "LaplacianLoss",
+    "TVLoss",
 ]
