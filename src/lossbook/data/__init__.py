@@ -19,6 +19,7 @@ from .degradations import (
     speckle,
     upsample,
 )
+from .download import download, sha256sum
 from .patches import PatchSampler
 from .procedural import ShiftedEdges, step_edge
 from .synthetic import checkerboard, dead_leaves, siemens_star, zone_plate
@@ -41,6 +42,8 @@ __all__ = [
     "jpeg",
     "speckle",
     "PatchSampler",
+    "download",
+    "sha256sum",
     "siemens_star",
     "zone_plate",
     "checkerboard",
