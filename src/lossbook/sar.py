@@ -272,7 +272,11 @@ def debias_log(log_x: torch.Tensor, looks: float, db: bool = False) -> torch.Ten
 
 # ------------------------------------------------------------------- local statistics
 def box_filter(x: torch.Tensor, size: int = 7) -> torch.Tensor:
-    """Mean over a ``size`` x ``size`` window, reflect padding, same shape as ``x``."""
+    """Mean over a ``size`` x ``size`` window, same shape as ``x``.
+
+    Border: torch's ``reflect`` padding (mirror without repeating the edge pixel), which is
+    ``scipy.ndimage.uniform_filter(..., mode="mirror")``.
+    """
     check_image(x)
     _check_size(size)
     n, c, h, w = x.shape
