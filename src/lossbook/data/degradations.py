@@ -243,7 +243,7 @@ def jpeg(x: torch.Tensor, quality: int, generator: torch.Generator | None = None
         Images, shape ``(N, C, H, W)`` with ``C`` in {1, 3}, values in ``[0, 1]``
         (clipped before encoding).
     quality : int
-        Pillow's JPEG quality, 1 (worst) to 95 (best; Pillow advises against above 95).
+        Pillow's JPEG quality, 1 (worst) to 100 (best; Pillow advises at most 95).
     generator : torch.Generator, optional
         Ignored; accepted so that all degradations share a signature.
 
@@ -257,7 +257,8 @@ def jpeg(x: torch.Tensor, quality: int, generator: torch.Generator | None = None
     check_image(x)
     if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
         raise ValueError(
-            f"quality must be an int from 1 (worst) to 95 (best); got {quality!r}."
+            f"quality must be an int from 1 (worst) to 100 (best; Pillow advises at most 95); "
+            f"got {quality!r}."
         )
     c = x.shape[1]
     if c not in (1, 3):
