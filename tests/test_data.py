@@ -159,6 +159,7 @@ def test_synthetic_images():
     dl = data.dead_leaves(64, seed=3)
     torch.testing.assert_close(dl, data.dead_leaves(64, seed=3))
     assert not torch.equal(dl, data.dead_leaves(64, seed=4))
+    assert float((data.dead_leaves(128) == 0.5).float().mean()) < 0.01  # leaves cover all
     with pytest.raises(ValueError, match="size must be an int >= 8"):
         data.zone_plate(4)
     with pytest.raises(ValueError, match="squares must be a positive int"):
