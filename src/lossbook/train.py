@@ -569,7 +569,7 @@ def fit(
     model.to(device)
     opt = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
     scaler = torch.amp.GradScaler("cuda", enabled=(amp == "fp16"))
-    gen = torch.Generator(device="cpu")
+    gen = torch.Generator(device=device)
     checkpoint_every = checkpoint_every or max(1, steps // 10)
     val_every = val_every or max(log_every, steps // 10)
     config = {"batch_size": batch_size, "seed": seed, "world_size": world}
@@ -588,7 +588,6 @@ def fit(
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
-        gen.set_state(state["generator"])
         history = History.from_dict(state["history"])
         history.resumed_from = state["step"]
         window = _Window(**state["window"])

@@ -1,0 +1,186 @@
+"""Tests for lossbook.experiments: evaluation, the registry, denoise-losses, exact resume.
+
+References: scikit-image's ``peak_signal_noise_ratio`` and ``structural_similarity``
+(Gaussian weights, sigma 1.5, population covariance) and pytorch-msssim's ``ms_ssim``
+for the evaluation (tolerance 1e-4); NumPy for MAE; an uninterrupted run is the
+reference for a resumed one (identical numbers).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import pytorch_msssim
+import torch
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+import lossbook.losses as L
+from lossbook.data import gaussian_blur
+from lossbook.experiments import (
+    DENOISE_METHODS,
+    DENOISE_SIZES,
+    available_denoise_losses,
+    denoise_loss,
+    denoise_test_pairs,
+    evaluate,
+    format_table,
+    get_experiment,
+    list_experiments,
+    load_results,
+    run_experiment,
+    tune_tv_chambolle,
+    tv_chambolle,
+)
+
+SMOKE = DENOISE_SIZES["smoke"]
+
+
+def test_evaluate_matches_scikit_image_and_pytorch_msssim():
+    noisy, clean = denoise_test_pairs(SMOKE)  # 2 images of 176 x 176 (divisible by 16)
+    ev = evaluate(lambda x: gaussian_blur(x, 1.0), (noisy, clean), return_outputs=True)
+    out = ev["outputs"]
+    assert out.shape == clean.shape and float(out.min()) >= 0 and float(out.max()) <= 1
+    ref_psnr, ref_ssim, ref_mae = [], [], []
+    for i in range(2):
+        a, b = clean[i, 0].double().numpy(), out[i, 0].double().numpy()
+        ref_psnr.append(peak_signal_noise_ratio(a, b, data_range=1.0))
+        ref_ssim.append(structural_similarity(a, b, data_range=1.0, gaussian_weights=True,
+                                              sigma=1.5, use_sample_covariance=False))
+        ref_mae.append(np.abs(a - b).mean())
+    ref_ms = pytorch_msssim.ms_ssim(out, clean, data_range=1.0, size_average=False)
+    np.testing.assert_allclose(ev["per_image"]["psnr"], ref_psnr, atol=1e-4)
+    np.testing.assert_allclose(ev["per_image"]["ssim"], ref_ssim, atol=1e-4)
+    np.testing.assert_allclose(ev["per_image"]["ms_ssim"], ref_ms.numpy(), atol=1e-4)
+    np.testing.assert_allclose(ev["per_image"]["mae"], ref_mae, atol=1e-6)
+    # the table value is the mean of per-image PSNR, not the PSNR of the pooled MSE
+    assert ev["psnr"] == pytest.approx(np.mean(ref_psnr), abs=1e-4)
+
+
+def test_evaluate_runs_a_module_and_checks_pairs():
+    noisy, clean = denoise_test_pairs(SMOKE)
+    ev = evaluate(torch.nn.Identity(), (noisy, clean))
+    ref = np.mean([peak_signal_noise_ratio(clean[i, 0].numpy(),
+                                           noisy[i, 0].clamp(0, 1).numpy(), data_range=1.0)
+                   for i in range(2)])
+    assert ev["psnr"] == pytest.approx(ref, abs=1e-4)
+    with pytest.raises(ValueError, match="as many degraded as clean"):
+        evaluate(torch.nn.Identity(), (noisy, clean[:1]))
+
+
+def test_registry():
+    names = [e.name for e in list_experiments()]
+    assert "denoise-losses" in names
+    exp = get_experiment("denoise-losses")
+    assert set(exp.sizes) == {"smoke", "cpu", "gpu"}
+    assert exp.sizes_for("smoke") == SMOKE
+    with pytest.raises(ValueError, match="unknown experiment 'nope'; available: denoise-losses"):
+        get_experiment("nope")
+    with pytest.raises(ValueError, match="unknown method 'L3'"):
+        denoise_loss("L3", SMOKE)
+    assert "method" in format_table([{"method": "a", "psnr": 1.0}], ("method", "psnr"))
+
+
+# The pieces of lossbook.losses each training loss needs (from helpers A and D). A loss
+# whose pieces exist is required to be available and trainable; one whose pieces are
+# still missing is skipped, saying which. Once they all exist, all eight are required.
+NEEDS = {
+    "L2": ["MSELoss"], "L1": ["L1Loss"], "Charbonnier": ["CharbonnierLoss"],
+    "SSIM": ["SSIMLoss"], "MS-SSIM": ["MSSSIMLoss"], "Mix": ["MixLoss"],
+    "MSE+SSIM": ["CombinedLoss", "SSIMLoss"], "L2+TV": ["CombinedLoss", "TVLoss"],
+}
+
+
+def test_the_eight_methods_are_listed():
+    assert set(DENOISE_METHODS) == set(NEEDS) and len(DENOISE_METHODS) == 8
+
+
+@pytest.mark.parametrize("method", DENOISE_METHODS)
+def test_each_training_loss_is_available_and_differentiable(method):
+    missing = [n for n in NEEDS[method] if not hasattr(L, n)]
+    if missing:
+        pytest.skip(f"lossbook.losses lacks {missing}: {method} cannot be built yet")
+    ok, why = available_denoise_losses(SMOKE)
+    assert method in ok, why.get(method)
+    loss = denoise_loss(method, SMOKE)
+    g = torch.Generator().manual_seed(0)
+    y = torch.rand(2, 1, SMOKE["patch_size"], SMOKE["patch_size"], generator=g)
+    x = (y + 0.1 * torch.randn(y.shape, generator=g)).clamp(0, 1).requires_grad_()
+    out = loss(x, y)
+    total = out[0] if isinstance(out, tuple) else out
+    assert total.ndim == 0 and torch.isfinite(total)
+    total.backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    assert float(total) > float((lambda o: o[0] if isinstance(o, tuple) else o)(loss(y, y)))
+
+
+def test_tv_chambolle_tuning_picks_the_best_grid_value():
+    """Reference: scikit-image's PSNR of scikit-image's TV denoiser at each grid value."""
+    from skimage.restoration import denoise_tv_chambolle
+
+    from lossbook.data import TRAIN_IMAGES, add_gaussian_noise, load_images
+
+    best, info = tune_tv_chambolle(SMOKE)
+    clean = load_images(list(TRAIN_IMAGES[: SMOKE["n_tune"]]), SMOKE["test_size"])
+    noisy = add_gaussian_noise(clean, 25, generator=torch.Generator().manual_seed(1))
+    scores = []
+    for w in info["grid"]:
+        scores.append(np.mean([peak_signal_noise_ratio(
+            clean[i, 0].numpy(), np.clip(denoise_tv_chambolle(noisy[i, 0].double().numpy(),
+                                                              weight=w), 0, 1), data_range=1.0)
+            for i in range(len(clean))]))
+    np.testing.assert_allclose(info["psnr"], scores, atol=1e-3)
+    assert best == info["grid"][int(np.argmax(scores))]
+    assert tv_chambolle(noisy, best).shape == noisy.shape
+
+
+def _metrics(payload):
+    return [(r["method"], r["psnr"], r["ssim"], r["ms_ssim"], r["mae"]) for r in
+            payload["results"]]
+
+
+def test_run_writes_json_and_resumes_after_a_kill(tmp_path):
+    methods = ["L2", "L1"]
+    ref = run_experiment("denoise-losses", budget="smoke", out=tmp_path / "a", progress=False,
+                         methods=methods)
+    payload = json.loads((tmp_path / "a" / "denoise-losses.json").read_text())
+    for key in ("experiment", "budget", "device", "seconds", "lossbook_version", "results"):
+        assert key in payload
+    assert payload["budget"] == "smoke" and payload["device"] == "cpu"
+    assert [r["method"] for r in payload["results"]] == [
+        "noisy input", "Gaussian filter", "TV (Chambolle)", "L2", "L1"]
+    assert all(isinstance(r[m], float) for r in payload["results"]
+               for m in ("psnr", "ssim", "ms_ssim", "mae"))
+    for name in payload["figures"]:
+        assert (tmp_path / "a" / name).stat().st_size > 1000
+    assert load_results("denoise-losses", tmp_path / "a") == payload
+
+    # kill in the middle of the second method: no JSON, a mid-run checkpoint
+    out = tmp_path / "b"
+
+    def kill(method, step, model, history):
+        if method == "L1" and step == 9:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment("denoise-losses", budget="smoke", out=out, progress=False,
+                       methods=methods, callback=kill)
+    assert not (out / "denoise-losses.json").exists()
+    (ckpt,) = (out / "denoise-losses").glob("smoke-*/l1.pt")
+    assert torch.load(ckpt, weights_only=False)["step"] == 9
+    resumed = run_experiment("denoise-losses", budget="smoke", out=out, progress=False,
+                             methods=methods)
+    assert _metrics(resumed.payload) == _metrics(ref.payload)
+    assert resumed.histories["L1"].resumed_from == 9
+    assert resumed.payload["curves"] == ref.payload["curves"]
+    # delete the JSON, keep the checkpoints: the same numbers again, without training
+    (out / "denoise-losses.json").unlink()
+    again = run_experiment("denoise-losses", budget="smoke", out=out, progress=False,
+                           methods=methods, figures=False)
+    assert _metrics(again.payload) == _metrics(ref.payload)
+
+
+def test_load_results_says_how_to_make_them(tmp_path):
+    with pytest.raises(FileNotFoundError, match="python -m lossbook run denoise-losses"):
+        load_results("denoise-losses", tmp_path)
