@@ -15,7 +15,7 @@ from ._validate import check_data_range, check_finite, check_pair, check_reducti
 from .losses import pixel as _pixel
 from .losses import structural as _structural
 
-__all__ = ["psnr", "psnr_from_mse", "mse", "mae"]
+__all__ = ["psnr", "psnr_from_mse", "mse", "mae", "edge_rise_distance"]
 
 
 @torch.no_grad()
@@ -84,6 +84,54 @@ def psnr_from_mse(mse_value: float, data_range: float = 1.0) -> float:
     if mse_value < 0:
         raise ValueError(f"mse_value must be non-negative; got {mse_value}.")
     return math.inf if mse_value == 0 else 10.0 * math.log10(L**2 / mse_value)
+
+
+def edge_rise_distance(profile: torch.Tensor, low: float = 0.1, high: float = 0.9) -> float:
+    r"""Width of a rising edge: the distance between its ``low`` and ``high`` crossings.
+
+    The profile is rescaled so that its first value maps to 0 and its last to 1; the
+    positions where it first reaches ``low`` and ``high`` are found by linear
+    interpolation between pixel centres, and their distance is returned in pixels. The
+    default is the classical 10-90 % rise distance: a perfectly sharp edge gives at most
+    one pixel, a linear ramp over :math:`w` pixels gives :math:`0.8\,w`.
+
+    Parameters
+    ----------
+    profile : torch.Tensor
+        1-D intensity profile across the edge, shape ``(W,)``, rising from left to right.
+    low, high : float
+        Fractions of the step height, ``0 <= low < high <= 1``.
+
+    Returns
+    -------
+    float
+        The rise distance in pixels.
+    """
+    if not isinstance(profile, torch.Tensor) or profile.ndim != 1 or profile.numel() < 2:
+        raise ValueError(
+            "profile must be a 1-D tensor with at least 2 values (one row across the edge); got "
+            + (f"shape {tuple(profile.shape)}" if isinstance(profile, torch.Tensor)
+               else type(profile).__name__) + "."
+        )
+    if not 0 <= low < high <= 1:
+        raise ValueError(f"need 0 <= low < high <= 1; got low={low}, high={high}.")
+    p = profile.detach().double().cpu()
+    lo, hi = p[0], p[-1]
+    if not hi > lo:
+        raise ValueError(
+            f"the profile must rise from left to right (first value {float(lo):.4g}, last "
+            f"{float(hi):.4g}); flip it with profile.flip(0) for a falling edge."
+        )
+    u = (p - lo) / (hi - lo)
+
+    def crossing(level: float) -> float:
+        i = int(torch.nonzero(u >= level)[0])
+        if i == 0:
+            return 0.0
+        return (i - 1) + float((level - u[i - 1]) / (u[i] - u[i - 1]))
+
+    return crossing(high) - crossing(low)
+
 
 __all__ += ["ssim", "ms_ssim"]
 
