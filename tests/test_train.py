@@ -57,7 +57,8 @@ def same(a, b) -> bool:
     return len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
 
 
-KW = dict(steps=12, batch_size=4, lr=1e-3, device="cpu", log_every=3, progress=False)
+KW = dict(steps=12, batch_size=4, lr=1e-3, device="cpu", log_every=3, progress=False,
+          lr_schedule="cosine")
 
 
 def test_deterministic_for_a_seed_and_different_for_another():
@@ -226,6 +227,22 @@ def test_first_batch_is_validated():
             torch.nn.MSELoss(), sampler, **KW)
 
 
+def test_cosine_schedule_sets_the_learning_rate():
+    """Reference: the closed form 0.5 (1 + cos(pi (t - 1) / T)), floored at 0.01."""
+    import math
+
+    seen = []
+    model = make_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    fit(model, torch.nn.MSELoss(), sampler, steps=10, optimizer=opt, lr_schedule="cosine",
+        device="cpu", progress=False, callback=lambda s, m, h: seen.append(
+            opt.param_groups[0]["lr"]))
+    ref = [0.1 * max(0.01, 0.5 * (1 + math.cos(math.pi * (t - 1) / 10))) for t in range(1, 11)]
+    np.testing.assert_allclose(seen, ref, rtol=1e-12)
+    with pytest.raises(ValueError, match="lr_schedule must be"):
+        fit(make_model(), torch.nn.MSELoss(), sampler, steps=1, lr_schedule="linear")
+
+
 def test_argument_errors():
     with pytest.raises(ValueError, match="steps must be a positive int"):
         fit(make_model(), torch.nn.MSELoss(), sampler, steps=0)
@@ -315,3 +332,19 @@ def test_ddp_two_gloo_processes_end_with_identical_weights(tmp_path):
     assert r0["world"] == r1["world"] == 2
     assert same(r0["weights"], r1["weights"])
     assert not same(r0["weights"], weights(make_model()))  # they trained
+
+
+# ------------------------------------------------------------------ the training benchmark
+
+
+def test_benchmark_quick_mode_runs(root, capsys):
+    """benchmarks/bench_train.py --quick must keep working (it is not part of the package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_train",
+                                                  root / "benchmarks" / "bench_train.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--quick", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "| smoke | DnCNN" in out and "fit (off)" in out

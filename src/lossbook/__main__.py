@@ -45,7 +45,9 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .experiments import get_experiment, run_experiment
+    from .experiments import denoise_findings, get_experiment, run_experiment
+
+    FINDINGS = {"denoise-losses": denoise_findings}
 
     try:
         get_experiment(args.name)
@@ -58,6 +60,10 @@ def _run(args: argparse.Namespace) -> int:
     print(f"{p['experiment']} | budget {p['budget']} | device {p['device']} | "
           f"{p['seconds']:.1f} s")
     print(result.table())
+    findings = FINDINGS.get(args.name)
+    if findings is not None:
+        for line in findings(result):
+            print(f"- {line}")
     for method, why in p.get("missing_losses", {}).items():
         print(f"skipped {method}: {why}")
     print(f"wrote {result.path}")

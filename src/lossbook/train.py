@@ -298,6 +298,21 @@ def _warn_if_gpu_forgotten(device: torch.device) -> None:
         warnings.warn(_GPU_HINT, RuntimeWarning, stacklevel=3)
 
 
+def _cosine(step: int, steps: int) -> float:
+    return max(0.01, 0.5 * (1.0 + math.cos(math.pi * (step - 1) / steps)))
+
+
+def _resolve_schedule(schedule):
+    if schedule is None or callable(schedule):
+        return schedule
+    if schedule == "cosine":
+        return _cosine
+    raise ValueError(
+        f"lr_schedule must be None, 'cosine' or a callable factor(step, steps); got "
+        f"{schedule!r}."
+    )
+
+
 def _autocast(device: torch.device, amp: str):
     if amp == "off":
         return contextlib.nullcontext()
@@ -438,6 +453,7 @@ def fit(
     batch_size: int = 16,
     lr: float = 1e-3,
     optimizer: torch.optim.Optimizer | None = None,
+    lr_schedule: str | Callable[[int, int], float] | None = None,
     device: str | torch.device = "auto",
     amp: str | bool | None = "auto",
     val_data: tuple[torch.Tensor, torch.Tensor] | Callable | None = None,
@@ -476,6 +492,11 @@ def fit(
         Learning rate of the default Adam optimiser. Default 1e-3.
     optimizer : torch.optim.Optimizer, optional
         Use this optimiser (built on ``model.parameters()``) instead of Adam.
+    lr_schedule : {None, "cosine"} or callable, optional
+        Multiply each parameter group's initial learning rate by ``factor(step, steps)``
+        before every step: ``"cosine"`` is :math:`0.5 (1 + \cos(\pi (t - 1) / T))`, floored
+        at 0.01; a callable gives the factor itself. Being a function of the step, it
+        resumes exactly. Default ``None``: constant.
     device : str or torch.device
         ``"auto"`` (default) picks CUDA when available.
     amp : {"auto", "off", "bf16", "fp16"} or bool
@@ -568,6 +589,9 @@ def fit(
         _warn_if_gpu_forgotten(device)
     model.to(device)
     opt = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
+    for group in opt.param_groups:
+        group.setdefault("initial_lr", group["lr"])
+    schedule = _resolve_schedule(lr_schedule)
     scaler = torch.amp.GradScaler("cuda", enabled=(amp == "fp16"))
     gen = torch.Generator(device=device)
     checkpoint_every = checkpoint_every or max(1, steps // 10)
@@ -649,6 +673,9 @@ def fit(
         try:
             for step in range(start_step + 1, steps + 1):
                 reseed(step)
+                if schedule is not None:
+                    for group in opt.param_groups:
+                        group["lr"] = group["initial_lr"] * schedule(step, steps)
                 td = time.perf_counter()
                 inputs, targets = data(local_batch, gen)
                 inputs, targets = inputs.to(device), targets.to(device)
