@@ -229,3 +229,26 @@ def test_trajectory_lookup_errors():
         tr.final("ssim")
     with pytest.raises(KeyError, match=r"'ssim' was not recorded; recorded metrics: 'psnr'"):
         tr.first_step_reaching("ssim", 0.5)
+
+
+# --- the animation of trajectories (lossbook.viz.animate_images, used by chapter 4) ------------
+
+def test_animate_images_plays_the_snapshots(pair):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lossbook.viz import animate_images
+
+    target, init = pair
+    tr = descend(_mse, target, init, steps=4, lr=0.05, snapshot_at=[0, 2, 4])
+    anim = animate_images({"MSE": tr.snapshots, "target": [target] * 3}, ["step 0", "2", "4"])
+    html = anim.to_jshtml()
+    assert html.count("data:image/png;base64") == 3  # one embedded frame per label
+    anim._func(2)  # the last frame shows the last snapshot
+    np.testing.assert_allclose(anim._fig.axes[0].images[0].get_array(), tr.image[0, 0].numpy(),
+                               rtol=1e-6)
+    plt.close(anim._fig)
+    with pytest.raises(ValueError, match=r"one image per label \(3\); got lengths"):
+        animate_images({"a": tr.snapshots[:2]}, ["0", "2", "4"])

@@ -36,7 +36,6 @@ D. P. Kingma and J. Ba, "Adam: a method for stochastic optimization", ICLR 2015.
 
 from __future__ import annotations
 
-import inspect
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -53,6 +52,8 @@ __all__ = ["descend", "Trajectory", "snapshot_steps", "OPTIMIZERS", "METRICS"]
 OPTIMIZERS = ("adam", "sgd")
 #: Metrics :func:`descend` looks up by name in :mod:`lossbook.metrics`.
 METRICS = ("psnr", "ssim", "ms_ssim", "mse", "mae")
+
+_TAKE_RANGE = ("psnr", "ssim", "ms_ssim")
 
 MetricFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -184,7 +185,7 @@ def _resolve_metrics(
                 f"unknown metric {name!r}; available by name: {', '.join(map(repr, available))}. "
                 "For anything else pass a dict {name: fn(x, target) -> tensor}."
             )
-        if "data_range" in inspect.signature(fn).parameters:
+        if name in _TAKE_RANGE:
             out[name] = _with_range(fn, data_range)
         else:
             out[name] = fn

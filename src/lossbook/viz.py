@@ -14,7 +14,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-__all__ = ["to_numpy_image", "show_images", "plot_curves", "show_source", "add_zoom_box"]
+__all__ = ["to_numpy_image", "show_images", "plot_curves", "show_source", "add_zoom_box",
+           "animate_images"]
 
 
 def to_numpy_image(img: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -136,3 +137,52 @@ def show_source(obj) -> None:
         display(Code(inspect.getsource(obj), language="python"))
     except ImportError:  # pragma: no cover - outside IPython
         print(inspect.getsource(obj))
+
+
+def animate_images(
+    frames: dict[str, Sequence[torch.Tensor | np.ndarray]],
+    labels: Sequence[str],
+    *,
+    vmin: float = 0.0,
+    vmax: float = 1.0,
+    size: float = 2.0,
+    interval: int = 400,
+    suptitle: str = "",
+):
+    """An animation of image sequences side by side, one panel per name.
+
+    ``frames[name][i]`` is panel ``name`` at frame ``i``; ``labels[i]`` titles frame ``i``
+    (e.g. "step 10"). Show it in a notebook without a kernel with
+    ``IPython.display.HTML(anim.to_jshtml())`` and close the figure (``plt.close(anim._fig)``)
+    so that the still figure is not shown too. Keep frames few and images small: every frame
+    is embedded as a PNG in the page.
+
+    Returns
+    -------
+    matplotlib.animation.FuncAnimation
+    """
+    from matplotlib.animation import FuncAnimation
+
+    names = list(frames)
+    n = len(labels)
+    if any(len(frames[k]) != n for k in names):
+        raise ValueError(f"every sequence needs one image per label ({n}); got lengths "
+                         f"{ {k: len(v) for k, v in frames.items()} }.")
+    fig, axes = plt.subplots(1, len(names), figsize=(size * len(names), size + 0.5),
+                             squeeze=False)
+    ims = []
+    for ax, k in zip(axes[0], names, strict=True):
+        ims.append(ax.imshow(to_numpy_image(frames[k][0]), cmap="gray", vmin=vmin, vmax=vmax,
+                             interpolation="nearest"))
+        ax.set_title(k, fontsize=9)
+        ax.axis("off")
+    title = fig.suptitle(f"{suptitle} {labels[0]}".strip())
+    fig.tight_layout()
+
+    def draw(i):
+        for im, k in zip(ims, names, strict=True):
+            im.set_data(to_numpy_image(frames[k][i]))
+        title.set_text(f"{suptitle} {labels[i]}".strip())
+        return [*ims, title]
+
+    return FuncAnimation(fig, draw, frames=n, interval=interval, blit=False)
