@@ -50,9 +50,13 @@ def chapters():
     return out
 
 
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args, **kwargs):  # keep CI output readable
+        pass
+
+
 def serve(directory: Path):
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
-    handler.log_message = lambda *a, **k: None
+    handler = functools.partial(QuietHandler, directory=str(directory))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
@@ -62,6 +66,9 @@ def check_page(page, url, *, title, colab=None, shot):
     errors, blocked = [], []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(url, wait_until="load", timeout=60_000)
+    if url.endswith("/index.html"):  # the landing page redirects to the root document
+        page.wait_for_url("**/book/*.html", timeout=30_000)
+        page.wait_for_load_state("load")
     page.wait_for_timeout(300)
     problems = []
     real = [e for e in errors if not any(s in e for s in EXTERNAL_SYMPTOMS)]
