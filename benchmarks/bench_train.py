@@ -76,7 +76,7 @@ def bench_budget(budget: str, device: torch.device, *, steps: int, warmup: int,
     rows = []
     for amp in precisions:
         for compiled in (False, True) if compile_ else (False,):
-            model = DnCNN(depth=s["depth"], width=s["width"]).to(device)
+            model = DnCNN(depth=s["depth"], width=s["width"], batch_norm=s["batch_norm"]).to(device)
             net = torch.compile(model) if compiled else model
             opt = torch.optim.Adam(model.parameters(), lr=1e-3)
             scaler = torch.amp.GradScaler("cuda", enabled=(amp == "fp16"))
@@ -103,7 +103,7 @@ def bench_budget(budget: str, device: torch.device, *, steps: int, warmup: int,
                                 if device.type == "cuda" else None),
             })
     # end to end, through fit (float32 or the auto precision)
-    model = DnCNN(depth=s["depth"], width=s["width"])
+    model = DnCNN(depth=s["depth"], width=s["width"], batch_norm=s["batch_norm"])
     h = fit(model, torch.nn.MSELoss(), sampler, steps=warmup + steps, batch_size=bs,
             device=device, progress=False, log_every=max(1, steps))
     rows.append({"budget": budget, "device": str(device), "precision": f"fit ({h.amp})",
