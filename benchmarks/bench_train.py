@@ -138,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=10, help="timed steps per measurement")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile")
+    parser.add_argument("--precisions", default=None,
+                        help="comma-separated autocast modes to time, e.g. off,bf16 (default: "
+                             "off, plus bf16 or fp16 on CUDA)")
     parser.add_argument("--json", default=None, help="also write the rows to this file")
     args = parser.parse_args(argv)
     budgets = ["smoke"] if args.quick else args.budgets.split(",")
@@ -148,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
     rows = []
     for b in budgets:
-        rows += bench_budget(b, device, steps=steps, warmup=warmup, compile_=args.compile)
+        rows += bench_budget(b, device, steps=steps, warmup=warmup, compile_=args.compile,
+                             precisions=tuple(args.precisions.split(",")) if args.precisions
+                             else None)
     print(markdown(rows))
     if args.json:
         with open(args.json, "w") as f:
