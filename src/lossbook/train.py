@@ -614,6 +614,7 @@ def fit(
         scaler.load_state_dict(state["scaler"])
         history = History.from_dict(state["history"])
         history.resumed_from = state["step"]
+        history.device, history.amp, history.world_size = str(device), amp, world
         window = _Window(**state["window"])
         if state["step"] > steps:
             warnings.warn(f"checkpoint {checkpoint} is at step {state['step']}, past the "
