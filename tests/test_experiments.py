@@ -118,6 +118,19 @@ def test_each_training_loss_is_available_and_differentiable(method):
     assert total.item() > at_optimum.item()
 
 
+@pytest.mark.parametrize("budget", ["smoke", "cpu", "gpu"])
+def test_ms_ssim_training_losses_fit_the_patches_of_every_budget(budget):
+    """MS-SSIM needs sides > (win - 1) 2^(scales - 1): the patches must be large enough."""
+    sizes = DENOISE_SIZES[budget]
+    p = sizes["patch_size"]
+    assert p > (sizes["ms_ssim_train_win"] - 1) * 2 ** (sizes["ms_ssim_train_scales"] - 1)
+    assert sizes["test_size"] > 160  # 5-scale MS-SSIM metric on the test images
+    if not hasattr(L, "MSSSIMLoss"):
+        pytest.skip("lossbook.losses lacks MSSSIMLoss")
+    x = torch.rand(1, 1, p, p, generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(denoise_loss("MS-SSIM", sizes)(x, x.flip(-1)))
+
+
 def test_tv_chambolle_tuning_picks_the_best_grid_value():
     """Reference: scikit-image's PSNR of scikit-image's TV denoiser at each grid value."""
     from skimage.restoration import denoise_tv_chambolle

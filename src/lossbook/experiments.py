@@ -376,7 +376,7 @@ DENOISE_SIZES: dict[str, dict] = {
                   ms_ssim_train_scales=3),
     "cpu": dict(sigma=25.0, train_size=256, patch_size=40, batch_size=16, steps=600,
                 depth=7, width=32, batch_norm=False, lr=2e-3, test_size=256, n_test=4, n_tune=4,
-                tune_points=7, val_crop=64, log_every=10, ms_ssim_train_win=11,
+                tune_points=7, val_crop=64, log_every=10, ms_ssim_train_win=7,
                 ms_ssim_train_scales=3),
     "gpu": dict(sigma=25.0, train_size=300, patch_size=64, batch_size=64, steps=3000,
                 depth=17, width=64, batch_norm=False, lr=1e-3, test_size=300, n_test=4, n_tune=6,
