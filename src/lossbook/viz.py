@@ -148,14 +148,16 @@ def animate_images(
     size: float = 2.0,
     interval: int = 400,
     suptitle: str = "",
+    dpi: int = 60,
 ):
     """An animation of image sequences side by side, one panel per name.
 
     ``frames[name][i]`` is panel ``name`` at frame ``i``; ``labels[i]`` titles frame ``i``
     (e.g. "step 10"). Show it in a notebook without a kernel with
-    ``IPython.display.HTML(anim.to_jshtml())`` and close the figure (``plt.close(anim._fig)``)
-    so that the still figure is not shown too. Keep frames few and images small: every frame
-    is embedded as a PNG in the page.
+    ``IPython.display.HTML(anim.to_jshtml())`` and close the figure
+    (``plt.close(anim._fig)``) so that the still figure is not shown too. Keep frames few
+    and images small: every frame is embedded as a PNG in the page; ``dpi`` sets the
+    frames' resolution (default 60, to keep pages light).
 
     Returns
     -------
@@ -169,7 +171,7 @@ def animate_images(
         raise ValueError(f"every sequence needs one image per label ({n}); got lengths "
                          f"{ {k: len(v) for k, v in frames.items()} }.")
     fig, axes = plt.subplots(1, len(names), figsize=(size * len(names), size + 0.5),
-                             squeeze=False)
+                             squeeze=False, dpi=dpi)
     ims = []
     for ax, k in zip(axes[0], names, strict=True):
         ims.append(ax.imshow(to_numpy_image(frames[k][0]), cmap="gray", vmin=vmin, vmax=vmax,
