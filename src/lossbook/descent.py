@@ -10,7 +10,8 @@ target), and step
 where :math:`y` is the target, :math:`\eta` the learning rate, ``update`` is the
 optimiser's rule (plain gradient descent or Adam) and :math:`\Pi` clamps the pixels
 to :math:`[0, L]`. Whatever the result looks like is what the loss "wants" from that
-starting point (Wang and Bovik 2009 use the same experiment to compare MSE and SSIM).
+starting point (Wang and Bovik 2009 search image space along SSIM's gradient in the same
+spirit, to compare MSE and SSIM).
 
 :func:`descend` runs this loop and returns a :class:`Trajectory`: the loss (and its
 components, for losses such as ``CombinedLoss`` that report them), chosen metrics
