@@ -347,7 +347,8 @@ def enl(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         raise ValueError(
             f"the mask selects fewer than 2 pixels in image(s) {bad} (counts "
             f"{[int(count[i]) for i in bad]}); ENL needs a homogeneous region of many pixels. "
-            "Lower the threshold of homogeneous_mask or pass a larger region."
+            "Loosen homogeneous_mask's threshold (a larger max_cv or margin) or pass a "
+            "larger region."
         )
     v = xd.flatten(1)
     mean = (v * w).sum(dim=1) / count
@@ -520,7 +521,8 @@ def enl_loss(
     if bool((count < 2).any()):
         raise ValueError(
             f"the mask selects fewer than 2 pixels in some image (counts {count.tolist()}); "
-            "the ENL loss needs a homogeneous region. Check homogeneous_mask's threshold."
+            "the ENL loss needs a homogeneous region. Loosen homogeneous_mask's threshold "
+            "(a larger max_cv or margin) or pass a larger region."
         )
     if size is None:
         def enl_of(t):
