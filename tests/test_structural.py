@@ -1,0 +1,389 @@
+"""Tests for lossbook.losses.structural (SSIM, MS-SSIM).
+
+Independent references and tolerances:
+- pytorch-msssim (``pytorch_msssim.ssim`` / ``ms_ssim``, Gongfan Fang's implementation):
+  float64, absolute tolerance 1e-6 (observed agreement ~1e-15).
+- scikit-image ``structural_similarity`` with Wang et al.'s settings
+  (``gaussian_weights=True, sigma=1.5, use_sample_covariance=False``), and its uniform
+  window (``gaussian_weights=False``): float64, 1e-6. scikit-image filters with reflective
+  padding and then crops ``(win_size - 1) // 2`` pixels from every border before averaging,
+  which is exactly our valid region.
+- scipy's Gaussian kernel (``gaussian_filter1d`` of a unit impulse, truncate=3.5) for the
+  window, 1e-12.
+- Closed forms: the three properties of Wang et al. (symmetry, <= 1, = 1 iff x = y),
+  ``torch.autograd.gradcheck`` (finite differences) for the hand-written backward.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import pytorch_msssim
+import scipy.ndimage
+import torch
+from pytorch_msssim.ssim import _fspecial_gauss_1d
+from skimage import data as skdata
+from skimage.metrics import structural_similarity
+
+import lossbook.losses as losses
+import lossbook.metrics as metrics
+from lossbook.losses import structural as st
+from lossbook.losses.structural import (
+    MS_SSIM_WEIGHTS,
+    MSSSIMLoss,
+    SSIMLoss,
+    gaussian_window,
+    ms_ssim,
+    ssim,
+    ssim_components,
+)
+
+TOL = 1e-6
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small convolutions are far slower with 2 OpenMP threads on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _pair(gen, shape, noise=0.15, dtype=torch.float64, scale=1.0):
+    y = torch.rand(*shape, generator=gen, dtype=dtype)
+    x = (y + noise * torch.randn(*shape, generator=gen, dtype=dtype)).clamp(0, 1)
+    return x * scale, y * scale
+
+
+def _camera(h=128, w=160):
+    img = skdata.camera()[100 : 100 + h, 150 : 150 + w].astype(np.float64) / 255.0
+    return torch.from_numpy(img)[None, None]
+
+
+def _astronaut(h=96, w=112):
+    img = skdata.astronaut()[40 : 40 + h, 180 : 180 + w].astype(np.float64) / 255.0
+    return torch.from_numpy(img).permute(2, 0, 1)[None].contiguous()
+
+
+def _blur(x, sigma=1.0):
+    out = scipy.ndimage.gaussian_filter(x.numpy(), sigma=(0, 0, sigma, sigma))
+    return torch.from_numpy(out)
+
+
+def _skimage_ssim(x, y, data_range, **kw):
+    """Mean over images and channels of scikit-image's SSIM (channel by channel)."""
+    values = [
+        structural_similarity(
+            x[n, c].numpy(), y[n, c].numpy(), data_range=data_range,
+            use_sample_covariance=False, **kw,
+        )
+        for n in range(x.shape[0])
+        for c in range(x.shape[1])
+    ]
+    return np.array(values).reshape(x.shape[0], x.shape[1]).mean(axis=1)
+
+
+# ---------------------------------------------------------------------------- window
+
+
+def test_gaussian_window_matches_scipy_and_pytorch_msssim():
+    g = gaussian_window(11, 1.5, dtype=torch.float64)
+    impulse = np.zeros(11)
+    impulse[5] = 1.0
+    ref = scipy.ndimage.gaussian_filter1d(impulse, 1.5, truncate=3.5, mode="constant")
+    np.testing.assert_allclose(g.numpy(), ref, atol=1e-12)
+    theirs = _fspecial_gauss_1d(11, 1.5).flatten().double()
+    torch.testing.assert_close(g, theirs, atol=1e-7, rtol=0)
+    assert g.shape == (11,) and abs(float(g.sum()) - 1) < 1e-12
+    torch.testing.assert_close(g, g.flip(0))
+
+
+def test_gaussian_window_errors():
+    with pytest.raises(ValueError, match="win_size must be odd.*Use 9 or 11"):
+        gaussian_window(10, 1.5)
+    with pytest.raises(ValueError, match="sigma must be a positive number"):
+        gaussian_window(11, 0.0)
+    with pytest.raises(ValueError, match="positive odd integer"):
+        gaussian_window(0)
+
+
+def test_window_is_cached_per_device_and_dtype():
+    a = st._window("gaussian", 11, 1.5, torch.device("cpu"), torch.float32)
+    b = st._window("gaussian", 11, 1.5, torch.device("cpu"), torch.float32)
+    c = st._window("gaussian", 11, 1.5, torch.device("cpu"), torch.float64)
+    assert a is b and c is not a and c.dtype == torch.float64
+
+
+# ------------------------------------------------------------- SSIM vs the references
+
+
+@pytest.mark.parametrize("shape", [(2, 1, 32, 32), (1, 3, 48, 64), (3, 2, 11, 23)])
+@pytest.mark.parametrize("data_range", [1.0, 255.0])
+def test_ssim_matches_pytorch_msssim_random(gen, shape, data_range):
+    x, y = _pair(gen, shape, scale=data_range)
+    ours = ssim(x, y, data_range=data_range, reduction="none")
+    theirs = pytorch_msssim.ssim(x, y, data_range=data_range, size_average=False)
+    assert ours.shape == (shape[0],)
+    torch.testing.assert_close(ours, theirs, atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("data_range", [1.0, 255.0])
+def test_ssim_matches_references_on_real_images(data_range):
+    gray = _camera() * data_range
+    colour = _astronaut() * data_range
+    for clean, degraded in [(gray, _blur(gray)), (colour, _blur(colour, 0.7))]:
+        ours = ssim(degraded, clean, data_range=data_range, reduction="none")
+        theirs = pytorch_msssim.ssim(degraded, clean, data_range=data_range, size_average=False)
+        sk = _skimage_ssim(degraded, clean, data_range, gaussian_weights=True, sigma=1.5)
+        torch.testing.assert_close(ours, theirs, atol=TOL, rtol=0)
+        np.testing.assert_allclose(ours.numpy(), sk, atol=TOL, rtol=0)
+        assert 0.3 < float(ours) < 0.999  # a real, non-trivial comparison
+
+
+@pytest.mark.parametrize("shape", [(2, 1, 40, 40), (1, 3, 33, 47)])
+def test_ssim_matches_skimage_gaussian(gen, shape):
+    x, y = _pair(gen, shape, noise=0.3)
+    sk = _skimage_ssim(x, y, 1.0, gaussian_weights=True, sigma=1.5)
+    np.testing.assert_allclose(ssim(x, y, reduction="none").numpy(), sk, atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("win_size", [7, 11])
+def test_uniform_window_matches_skimage(gen, win_size):
+    x, y = _pair(gen, (2, 2, 36, 30), noise=0.2)
+    ours = ssim(x, y, window="uniform", win_size=win_size, reduction="none")
+    sk = _skimage_ssim(x, y, 1.0, gaussian_weights=False, win_size=win_size)
+    np.testing.assert_allclose(ours.numpy(), sk, atol=TOL, rtol=0)
+
+
+def test_skimage_defaults_differ_from_wang_et_al():
+    """scikit-image's defaults (7x7 uniform, sample covariance) give a different number."""
+    clean = _camera()
+    noisy = (clean + 0.1 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(0),
+                                       dtype=torch.float64)).clamp(0, 1)
+    sk_default = structural_similarity(noisy[0, 0].numpy(), clean[0, 0].numpy(), data_range=1.0)
+    assert abs(sk_default - float(ssim(noisy, clean))) > 1e-3
+
+
+# -------------------------------------------------------------------------- MS-SSIM
+
+
+@pytest.mark.parametrize("shape,data_range", [((2, 1, 176, 192), 1.0), ((1, 3, 192, 176), 255.0)])
+def test_ms_ssim_matches_pytorch_msssim(gen, shape, data_range):
+    x, y = _pair(gen, shape, noise=0.2, scale=data_range)
+    ours = ms_ssim(x, y, data_range=data_range, reduction="none")
+    theirs = pytorch_msssim.ms_ssim(x, y, data_range=data_range, size_average=False)
+    torch.testing.assert_close(ours, theirs, atol=TOL, rtol=0)
+
+
+def test_ms_ssim_matches_pytorch_msssim_on_real_image():
+    clean = _camera(192, 208)
+    degraded = _blur(clean, 1.5)
+    ours = ms_ssim(degraded, clean)
+    theirs = pytorch_msssim.ms_ssim(degraded, clean, data_range=1.0)
+    torch.testing.assert_close(ours, theirs, atol=TOL, rtol=0)
+    # a different number of scales and a smaller window, against the same reference
+    # (pytorch-msssim asks for sides > (win_size - 1) * 16 whatever the number of scales)
+    kw = dict(win_size=7, weights=[0.2, 0.3, 0.5])
+    a, b = degraded[..., :112, :112], clean[..., :112, :112]
+    theirs = pytorch_msssim.ms_ssim(a, b, data_range=1.0, **kw)
+    torch.testing.assert_close(ms_ssim(a, b, **kw), theirs, atol=TOL, rtol=0)
+
+
+def test_ms_ssim_negative_cs_is_zero_without_nan(gen):
+    y = torch.rand(1, 1, 176, 176, generator=gen, dtype=torch.float64)
+    x = (1 - y).requires_grad_()  # anti-correlated: cs < 0 at the finest scale
+    value = ms_ssim(x, y)
+    theirs = pytorch_msssim.ms_ssim(x.detach(), y, data_range=1.0)
+    assert float(value.detach()) == 0.0 and float(theirs) == 0.0
+    value.backward()
+    assert torch.isfinite(x.grad).all()
+
+
+def test_ms_ssim_odd_sides_and_minimum_size(gen):
+    x, y = _pair(gen, (1, 1, 161, 167))  # just above (11 - 1) * 2**4 = 160; odd sides
+    v = ms_ssim(x, y)
+    assert torch.isfinite(v) and 0 < float(v) < 1
+    # for even sides the ceil-mode 2x2 average is plain average pooling
+    a = torch.arange(16.0).view(1, 1, 4, 4)
+    torch.testing.assert_close(torch.nn.functional.avg_pool2d(a, 2, ceil_mode=True),
+                               torch.nn.functional.avg_pool2d(a, 2))
+    # an odd last row is averaged on its own, not with zeros
+    b = torch.ones(1, 1, 3, 3)
+    assert torch.equal(torch.nn.functional.avg_pool2d(b, 2, ceil_mode=True), torch.ones(1, 1, 2, 2))
+
+
+# ----------------------------------------------------------------------- properties
+
+
+def test_three_properties_of_wang_et_al(gen):
+    x, y = _pair(gen, (4, 2, 24, 24), noise=0.3)
+    sxy, syx = ssim(x, y, reduction="none"), ssim(y, x, reduction="none")
+    torch.testing.assert_close(sxy, syx, atol=1e-14, rtol=0)  # symmetry
+    assert (sxy <= 1).all() and (sxy < 1 - 1e-3).all()  # bounded, < 1 when x != y
+    assert torch.equal(ssim(x, x, reduction="none"), torch.ones(4, dtype=torch.float64))
+    # a tiny perturbation is < 1 too (unique maximum)
+    assert float(ssim(x + 1e-3 * (y - x), x)) < 1.0
+    # components are symmetric and bounded as well
+    comp = ssim_components(x, y)
+    assert (comp.luminance <= 1 + 1e-12).all() and (comp.contrast <= 1 + 1e-12).all()
+    assert (comp.structure.abs() <= 1 + 1e-12).all()
+    mx, my = _pair(gen, (2, 1, 176, 176))
+    torch.testing.assert_close(ms_ssim(mx, my), ms_ssim(my, mx), atol=1e-14, rtol=0)
+    assert float(ms_ssim(mx, mx)) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_components_multiply_back_to_ssim(gen):
+    x, y = _pair(gen, (2, 3, 30, 26), noise=0.25)
+    comp = ssim_components(x, y, data_range=1.0)
+    assert comp.ssim.shape == (2, 3, 20, 16)
+    torch.testing.assert_close(comp.luminance * comp.contrast * comp.structure, comp.ssim)
+    torch.testing.assert_close(comp.ssim.flatten(1).mean(1), ssim(x, y, reduction="none"),
+                               atol=1e-12, rtol=0)
+    # luminance alone: a pure mean shift leaves contrast and structure at (nearly) 1
+    shift = ssim_components((y * 0.5 + 0.3), y * 0.5)
+    assert float(shift.luminance.mean()) < 0.95
+    assert float(shift.contrast.min()) > 1 - 1e-9 and float(shift.structure.min()) > 1 - 1e-6
+
+
+def test_reduction_and_modules(gen):
+    x, y = _pair(gen, (3, 1, 20, 20))
+    per_image = ssim(x, y, reduction="none")
+    assert per_image.shape == (3,)
+    torch.testing.assert_close(ssim(x, y), per_image.mean())
+    torch.testing.assert_close(SSIMLoss(reduction="none")(x, y), 1 - per_image)
+    mx, my = _pair(gen, (2, 1, 176, 176))
+    torch.testing.assert_close(MSSSIMLoss()(mx, my), 1 - ms_ssim(mx, my))
+    assert losses.ssim is ssim and losses.MS_SSIM_WEIGHTS == MS_SSIM_WEIGHTS
+    assert "data_range=255" in repr(SSIMLoss(data_range=255))
+
+
+def test_metrics_have_no_grad(gen):
+    x, y = _pair(gen, (1, 1, 176, 176), dtype=torch.float32)
+    x.requires_grad_()
+    for fn in (metrics.ssim, metrics.ms_ssim):
+        v = fn(x, y)
+        assert not v.requires_grad
+    torch.testing.assert_close(metrics.ssim(x, y), ssim(x.detach(), y))
+
+
+# ------------------------------------------------------------------------ gradients
+
+
+def test_gradcheck_ssim(gen):
+    x = torch.rand(2, 2, 9, 10, generator=gen, dtype=torch.float64, requires_grad=True)
+    y = torch.rand(2, 2, 9, 10, generator=gen, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: ssim(a, b, win_size=5, reduction="none"), (x, y))
+    assert torch.autograd.gradcheck(lambda a: ssim(a, y.detach(), win_size=7, window="uniform"),
+                                    (x,))
+
+
+def test_gradcheck_ms_ssim(gen):
+    y = torch.rand(1, 2, 13, 14, generator=gen, dtype=torch.float64)
+    x = (y + 0.3 * torch.rand(1, 2, 13, 14, generator=gen, dtype=torch.float64)).requires_grad_()
+    y.requires_grad_()
+    kw = dict(win_size=3, weights=(0.3, 0.3, 0.4), reduction="none")
+    assert torch.autograd.gradcheck(lambda a, b: ms_ssim(a, b, **kw), (x, y))
+
+
+def test_hand_written_backward_matches_autograd(gen):
+    """The custom backward equals autograd through the plain formula (float64, 1e-12)."""
+    x, y = _pair(gen, (2, 2, 25, 21), noise=0.3)
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ssim(x1, y).backward()
+    c = ssim_components(x2, y)
+    lum = c.luminance
+    mu_x, mu_y, var_x, var_y, cov = st._moments(x2, y, gaussian_window(dtype=torch.float64))
+    c2 = 0.03**2
+    (lum * (2 * cov + c2) / (var_x + var_y + c2)).mean().backward()
+    torch.testing.assert_close(x1.grad, x2.grad, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["equal", "constant", "zeros"])
+def test_gradients_finite_at_degenerate_inputs(gen, kind):
+    shape = (2, 1, 176, 176)
+    if kind == "equal":
+        y = torch.rand(*shape, generator=gen)
+        x = y.clone()
+    elif kind == "constant":
+        x, y = torch.full(shape, 0.5), torch.full(shape, 0.25)
+    else:
+        x, y = torch.zeros(shape), torch.zeros(shape)
+    for fn in (ssim, ms_ssim):
+        xr = x.clone().requires_grad_()
+        v = fn(xr, y)
+        v.backward()
+        assert torch.isfinite(v) and torch.isfinite(xr.grad).all(), (fn.__name__, kind)
+
+
+def test_bf16_autocast_on_cpu(gen):
+    x, y = _pair(gen, (2, 1, 176, 176), dtype=torch.float32)
+    ref_s, ref_m = ssim(x, y), ms_ssim(x, y)
+    xr = x.clone().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        v_s, v_m = ssim(xr, y), ms_ssim(xr, y)
+        conv_out = torch.nn.functional.conv2d(xr, torch.ones(1, 1, 1, 1))
+        v_bf = ssim(conv_out, y.to(conv_out.dtype))  # a bf16 model output
+    assert conv_out.dtype == torch.bfloat16  # autocast really was on
+    for v, ref in [(v_s, ref_s), (v_m, ref_m)]:
+        assert v.dtype == torch.float32 and torch.isfinite(v)
+        assert abs(float(v.detach()) - float(ref)) < 1e-3
+    assert v_bf.dtype == torch.float32 and torch.isfinite(v_bf)
+    (v_s + v_m).backward()
+    assert torch.isfinite(xr.grad).all()
+
+
+# ---------------------------------------------------------------------------- errors
+
+
+def test_errors_have_helpful_messages(gen):
+    x, y = _pair(gen, (1, 1, 32, 32), dtype=torch.float32)
+    with pytest.raises(ValueError, match=r"4 dimensions.*x\[None, None\]"):
+        ssim(x[0, 0], y[0, 0])
+    with pytest.raises(ValueError, match="same shape.*Resize or crop"):
+        ssim(x, y[..., :30])
+    with pytest.raises(TypeError, match=r"floating-point.*\.float\(\)"):
+        ssim((x * 255).to(torch.uint8), (y * 255).to(torch.uint8))
+    with pytest.raises(ValueError, match="data_range must be positive"):
+        ssim(x, y, data_range=0)
+    with pytest.raises(ValueError, match="data_range must be positive"):
+        ms_ssim(x, y, data_range=-1.0)
+    with pytest.raises(ValueError, match="win_size must be odd.*Use 9 or 11"):
+        ms_ssim(x, y, win_size=10)
+    with pytest.raises(ValueError, match="at least win_size x win_size = 11x11.*smaller win_size"):
+        ssim(x[..., :10, :], y[..., :10, :])
+    with pytest.raises(ValueError, match="at least win_size x win_size"):
+        ssim_components(x[..., :8, :8], y[..., :8, :8])
+    with pytest.raises(ValueError, match="window must be 'gaussian'.*'uniform'"):
+        ssim(x, y, window="box")
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        ssim(x, y, reduction="sum")
+    with pytest.raises(ValueError, match="k2 must be a positive number"):
+        ssim(x, y, k2=0)
+    with pytest.raises(ValueError, match="weights must be a non-empty sequence"):
+        ms_ssim(x, y, weights=())
+    with pytest.raises(ValueError, match="non-negative"):
+        ms_ssim(x, y, weights=(0.5, -0.5))
+    with pytest.raises(TypeError, match="SSIMLoss: .*unexpected keyword argument 'win'"):
+        SSIMLoss(win=11)
+    with pytest.raises(ValueError, match="data_range must be positive"):
+        MSSSIMLoss(data_range=0)
+
+
+def test_even_window_message():
+    x = torch.rand(1, 1, 32, 32)
+    for size, fix in [(10, "Use 9 or 11"), (6, "Use 5 or 7")]:
+        with pytest.raises(ValueError, match=f"win_size must be odd.*{fix}"):
+            ssim(x, x, win_size=size)
+
+
+def test_ms_ssim_too_small_names_minimum_and_ways_out(gen):
+    x, y = _pair(gen, (1, 1, 160, 200), dtype=torch.float32)
+    with pytest.raises(ValueError, match=r"larger than \(win_size - 1\) \* 2\*\*\(scales - 1\) "
+                       r"= 160, i.e. at least 161 pixels.*smaller win_size.*fewer scales.*160x200"):
+        ms_ssim(x, y)
+    with pytest.raises(ValueError, match="3 scales and win_size=7.*= 24, i.e. at least 25"):
+        ms_ssim(x[..., :24, :24], y[..., :24, :24], win_size=7, weights=(0.3, 0.3, 0.4))
+    # the ways out work
+    assert torch.isfinite(ms_ssim(x, y, win_size=7))  # (7 - 1) * 16 = 96 < 160
+    assert torch.isfinite(ms_ssim(x, y, weights=MS_SSIM_WEIGHTS[:4]))  # 10 * 8 = 80
