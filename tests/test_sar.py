@@ -287,3 +287,9 @@ def test_errors():
         sar.box_filter(torch.rand(1, 1, 3, 3), 7)
     with pytest.raises(ValueError, match="NaN"):
         sar.enl(torch.full((1, 1, 4, 4), float("nan")))
+
+
+def test_metrics_reexports_enl():
+    from lossbook import metrics
+
+    assert metrics.enl is sar.enl

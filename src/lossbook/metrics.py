@@ -14,6 +14,7 @@ import torch
 from ._validate import check_data_range, check_finite, check_pair, check_reduction
 from .losses import pixel as _pixel
 from .losses import structural as _structural
+from .sar import enl
 
 __all__ = ["psnr", "psnr_from_mse", "mse", "mae", "edge_rise_distance"]
 
@@ -156,3 +157,6 @@ def ms_ssim(x: torch.Tensor, y: torch.Tensor, **kwargs: object) -> torch.Tensor:
     the defaults both image sides must exceed 160 pixels.
     """
     return _structural.ms_ssim(x, y, **kwargs)
+
+# The equivalent number of looks (SAR speckle level) is a metric too; it lives in sar.py.
+__all__ += ["enl"]
