@@ -374,7 +374,7 @@ DENOISE_SIZES: dict[str, dict] = {
                   depth=4, width=16, batch_norm=False, lr=1e-3, test_size=176, n_test=2, n_tune=2,
                   tune_points=3, val_crop=48, log_every=4, ms_ssim_train_win=7,
                   ms_ssim_train_scales=3),
-    "cpu": dict(sigma=25.0, train_size=256, patch_size=40, batch_size=16, steps=600,
+    "cpu": dict(sigma=25.0, train_size=256, patch_size=40, batch_size=16, steps=1000,
                 depth=7, width=32, batch_norm=False, lr=2e-3, test_size=256, n_test=4, n_tune=4,
                 tune_points=7, val_crop=64, log_every=10, ms_ssim_train_win=7,
                 ms_ssim_train_scales=3),
