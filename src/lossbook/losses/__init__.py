@@ -5,6 +5,7 @@ scalar (``reduction="mean"``) or one value per image (``reduction="none"``); the
 ``nn.Module`` classes wrap them for use in training loops.
 """
 
+from .combined import CombinedLoss, MixLoss, UncertaintyWeightedLoss, gaussian_weighted_l1
 from .gradient import (
     GradientLoss,
     LaplacianLoss,
@@ -53,6 +54,10 @@ __all__ = [
     "MS_SSIM_WEIGHTS",
     "SSIMLoss",
     "MSSSIMLoss",
+    "CombinedLoss",
+    "MixLoss",
+    "UncertaintyWeightedLoss",
+    "gaussian_weighted_l1",
     "sobel",
     "laplacian",
     "gradient_loss",
