@@ -387,3 +387,25 @@ def test_ms_ssim_too_small_names_minimum_and_ways_out(gen):
     # the ways out work
     assert torch.isfinite(ms_ssim(x, y, win_size=7))  # (7 - 1) * 16 = 96 < 160
     assert torch.isfinite(ms_ssim(x, y, weights=MS_SSIM_WEIGHTS[:4]))  # 10 * 8 = 80
+
+
+# ------------------------------------------------------------------------- benchmark
+
+
+def test_benchmark_script_runs_quick(root, capsys):
+    """benchmarks/bench_ssim.py --quick runs (so the script cannot rot); not a timing test."""
+    import importlib.util
+
+    path = root / "benchmarks" / "bench_ssim.py"
+    spec = importlib.util.spec_from_file_location("bench_ssim", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = bench.main(["--quick", "--cpu-only"])
+    out = capsys.readouterr().out
+    assert "set_num_threads(1)" in out and "| lossbook |" in out
+    impls = {r["impl"] for r in rows}
+    assert {"lossbook", "pytorch-msssim"} <= impls
+    assert {(r["metric"], r["mode"]) for r in rows} == {
+        (m, mode) for m in ("ssim", "ms_ssim") for mode in ("fwd", "fwd+bwd")
+    }
+    assert all(r["median_ms"] > 0 for r in rows)
