@@ -74,6 +74,7 @@ __all__ = [
     "denoise_curves_figure",
     "denoise_crops_figure",
     "make_denoiser",
+    "mix_l1_sigma",
     "denoise_loss",
     "available_denoise_losses",
     "denoise_test_pairs",
@@ -412,6 +413,18 @@ def _ms_ssim_train_kwargs(sizes: dict) -> dict:
             "weights": tuple(float(v) / sum(w) for v in w)}
 
 
+def mix_l1_sigma(sizes: dict) -> float:
+    """Width (pixels) of the Gaussian that weights the L1 term of the Mix loss.
+
+    Zhao et al. weight L1 with the Gaussian of MS-SSIM's coarsest scale. Our training
+    MS-SSIM's coarsest scale sees the 1.5-pixel window through ``2 ** (scales - 1)``
+    decimations, i.e. a Gaussian of ``1.5 * 2 ** (scales - 1)`` pixels (6 for 3 scales);
+    it is capped so that its ``2 ceil(3 sigma) + 1`` window fits in a training patch.
+    """
+    natural = 1.5 * 2 ** (sizes["ms_ssim_train_scales"] - 1)
+    return min(natural, ((sizes["patch_size"] - 1) // 2) / 3)
+
+
 def denoise_loss(method: str, sizes: dict) -> nn.Module:
     """The training loss of ``method`` (one of :data:`DENOISE_METHODS`).
 
@@ -447,7 +460,7 @@ def denoise_loss(method: str, sizes: dict) -> nn.Module:
         return cls(**ms)
     if method == "Mix":
         (cls,) = need("MixLoss")
-        return cls(alpha=MIX_ALPHA, **ms)
+        return cls(alpha=MIX_ALPHA, l1_sigma=mix_l1_sigma(sizes), **ms)
     if method == "MSE+SSIM":
         comb, ssim_loss = need("CombinedLoss", "SSIMLoss")
         return comb({"mse": (1.0, L.MSELoss()), "ssim": (SSIM_WEIGHT, ssim_loss())})
