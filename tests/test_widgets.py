@@ -1,0 +1,85 @@
+"""Tests for lossbook.widgets (explorer + static twin) and lossbook.distortions.
+
+References: the SSIM values are checked against pytorch-msssim (1e-5, float32); the
+equal-MSE scaling against the MSE computed directly with torch (relative 1e-3); JPEG
+against Pillow's own encoder (the MSE of quality 10 is larger than that of quality 90).
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+import pytorch_msssim  # noqa: E402
+import torch  # noqa: E402
+
+from lossbook import distortions as D  # noqa: E402
+from lossbook import widgets  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+    plt.close("all")
+
+
+@pytest.fixture
+def img():
+    g = torch.Generator().manual_seed(0)
+    base = torch.linspace(0, 1, 48).view(1, 1, 1, 48).expand(1, 1, 48, 48)
+    return (0.6 * base + 0.3 * torch.rand(1, 1, 48, 48, generator=g)).clamp(0, 1).contiguous()
+
+
+@pytest.mark.parametrize("name", list(D.DISTORTIONS))
+def test_scale_to_mse_reaches_target(img, name):
+    target = 100 / 255**2
+    out, strength, achieved = D.scale_to_mse(name, img, target)
+    direct = float((out.double() - img.double()).pow(2).mean())
+    assert achieved == pytest.approx(direct, rel=1e-9)
+    assert out.shape == img.shape and float(out.min()) >= 0 and float(out.max()) <= 1
+    rel = 0.25 if name == "jpeg" else 2e-3  # JPEG quality is an integer
+    assert achieved == pytest.approx(target, rel=rel)
+
+
+def test_scale_to_mse_errors_and_jpeg_monotone(img):
+    with pytest.raises(ValueError, match="outside what this distortion reaches"):
+        D.scale_to_mse("mean shift", img, 10.0)
+    with pytest.raises(ValueError, match="unknown distortion 'swirl'"):
+        D.scale_to_mse("swirl", img, 0.01)
+    with pytest.raises(ValueError, match="give low and high"):
+        D.scale_to_mse(lambda x, s: x + s, img, 0.01)
+    mse = [float((D.jpeg(img, q) - img).pow(2).mean()) for q in (10, 90)]
+    assert mse[0] > mse[1] > 0
+
+
+def test_equal_mse_set_has_different_ssim(img):
+    res = D.equal_mse_set(img, 150 / 255**2, names=["mean shift", "gaussian noise"])
+    values = {k: float(pytorch_msssim.ssim(v[0], img, data_range=1.0, win_size=11))
+              for k, v in res.items()}
+    assert values["mean shift"] > values["gaussian noise"] + 0.1
+
+
+def test_explorer_and_view_build(img):
+    ui = widgets.ssim_explorer(img)
+    assert {c.description for c in ui.children[:5]} >= {"distortion", "k1", "k2", "sigma"}
+    fig = widgets.ssim_view(img, distortion="blur", strength=1.0)
+    assert "SSIM =" in fig.axes[1].get_title()
+    assert widgets.window_size_for(1.5) == 11
+
+
+def test_static_sweep_values_match_reference(img):
+    anim = widgets.ssim_sweep(img, "strength", [0.05, 0.2], distortion="gaussian noise")
+    html = anim.to_jshtml()
+    assert "<script" in html and "animation" in html.lower()
+    for s, value in zip([0.05, 0.2], anim.ssim_values, strict=True):
+        ref = pytorch_msssim.ssim(D.gaussian_noise(img, s), img, data_range=1.0)
+        assert value == pytest.approx(float(ref), abs=1e-5)
+    assert anim.ssim_values[0] > anim.ssim_values[1]
+    with pytest.raises(ValueError, match="param must be"):
+        widgets.ssim_sweep(img, "alpha", [1])
