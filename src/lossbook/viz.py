@@ -19,7 +19,7 @@ __all__ = ["to_numpy_image", "show_images", "plot_curves", "show_source", "add_z
 
 
 def to_numpy_image(img: torch.Tensor | np.ndarray) -> np.ndarray:
-    """Turn ``(H, W)``, ``(C, H, W)`` or ``(1, C, H, W)`` into an ``(H, W)`` or ``(H, W, 3)`` array."""
+    """Turn ``(H, W)``, ``(C, H, W)`` or ``(1, C, H, W)`` into ``(H, W)`` or ``(H, W, 3)``."""
     if isinstance(img, torch.Tensor):
         img = img.detach().float().cpu().numpy()
     img = np.asarray(img)
