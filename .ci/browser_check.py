@@ -63,7 +63,7 @@ def serve(directory: Path):
 
 
 def check_page(page, url, *, title, colab=None, shot):
-    errors, blocked = [], []
+    errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(url, wait_until="load", timeout=60_000)
     if url.endswith("/index.html"):  # the landing page redirects to the root document

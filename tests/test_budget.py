@@ -47,9 +47,9 @@ def test_with_returns_a_modified_copy():
 def test_setup_seeds_everything(capsys, monkeypatch):
     monkeypatch.setenv("LOSSBOOK_BUDGET", "smoke")
     dev = lossbook.setup(seed=7)
-    a = (random.random(), np.random.rand(), torch.rand(1).item())
+    a = (random.random(), np.random.rand(), torch.rand(1).item())  # noqa: NPY002
     lossbook.setup(seed=7)
-    b = (random.random(), np.random.rand(), torch.rand(1).item())
+    b = (random.random(), np.random.rand(), torch.rand(1).item())  # noqa: NPY002
     assert a == b
     assert isinstance(dev, torch.device) and dev == lossbook.pick_device()
     out = capsys.readouterr().out

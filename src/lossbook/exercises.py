@@ -71,8 +71,8 @@ def check_best_constant(fn: Callable, loss: str, *, seed: int | None = None) -> 
         n = 2 * int(torch.randint(5, 50, (1,), generator=gen)) + 1  # odd: unique median
         samples = torch.empty(n, dtype=torch.float64).exponential_(1.0, generator=gen)
         c = float(fn(samples.clone()))
-        cost = {"mse": lambda v: float(((samples - v) ** 2).mean()),
-                "mae": lambda v: float((samples - v).abs().mean())}[loss]
+        cost = {"mse": lambda v, s=samples: float(((s - v) ** 2).mean()),
+                "mae": lambda v, s=samples: float((s - v).abs().mean())}[loss]
         best = float(samples.mean()) if loss == "mse" else float(samples.median())
         if cost(c) > cost(best) * (1 + 1e-5):  # allows a fine grid search
             raise AssertionError(

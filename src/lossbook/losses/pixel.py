@@ -11,15 +11,12 @@ averages a penalty :math:`\rho(d)` over channels and pixels:
 
 The penalties and their derivatives (what the gradient "sees"):
 
-=================  ===========================================  ==========================
-loss               :math:`\rho(d)`                              :math:`\rho'(d)`
-=================  ===========================================  ==========================
-MSE (L2)           :math:`d^2`                                  :math:`2d`
-MAE (L1)           :math:`|d|`                                  :math:`\operatorname{sign}(d)`
-Huber (delta)      :math:`d^2/2` if :math:`|d|<\delta`,         :math:`\operatorname{clip}(d, -\delta, \delta)`
-                   else :math:`\delta(|d| - \delta/2)`
-Charbonnier (eps)  :math:`\sqrt{d^2 + \varepsilon^2}`           :math:`d/\sqrt{d^2+\varepsilon^2}`
-=================  ===========================================  ==========================
+- MSE (L2): :math:`\rho(d) = d^2`, :math:`\rho'(d) = 2d`.
+- MAE (L1): :math:`\rho(d) = |d|`, :math:`\rho'(d) = \operatorname{sign}(d)`.
+- Huber (delta): :math:`\rho(d) = d^2/2` if :math:`|d| < \delta`, else
+  :math:`\delta(|d| - \delta/2)`; :math:`\rho'(d) = \operatorname{clip}(d, -\delta, \delta)`.
+- Charbonnier (eps): :math:`\rho(d) = \sqrt{d^2 + \varepsilon^2}`,
+  :math:`\rho'(d) = d/\sqrt{d^2 + \varepsilon^2}`.
 
 References
 ----------
@@ -100,7 +97,7 @@ def mae(x: torch.Tensor, y: torch.Tensor, *, reduction: str = "mean") -> torch.T
 def smooth_l1(
     x: torch.Tensor, y: torch.Tensor, *, beta: float = 1.0, reduction: str = "mean"
 ) -> torch.Tensor:
-    r"""PyTorch's SmoothL1: :math:`0.5 d^2/\beta` if :math:`|d| < \beta`, else :math:`|d| - 0.5\beta`.
+    r"""PyTorch's SmoothL1: :math:`d^2/(2\beta)` if :math:`|d| < \beta`, else :math:`|d| - \beta/2`.
 
     Equals ``torch.nn.functional.smooth_l1_loss(x, y, beta=beta)``; ``huber(delta)`` is
     ``delta * smooth_l1(beta=delta)``.
