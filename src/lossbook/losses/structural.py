@@ -450,6 +450,10 @@ def ssim(
     ``skimage.metrics.structural_similarity(x, y, data_range=L, gaussian_weights=True,
     sigma=1.5, use_sample_covariance=False)`` (per channel, averaged) to float rounding.
 
+    The gradient is written by hand (one adjoint blur instead of autograd through every
+    step; checked by ``gradcheck``); it is not itself differentiable, so second derivatives
+    (e.g. a gradient penalty through SSIM) raise an error.
+
     Examples
     --------
     >>> x = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(0))
