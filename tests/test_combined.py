@@ -31,14 +31,7 @@ from lossbook.losses import (
     ssim,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small convolutions are far slower with 2 OpenMP threads on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _pair(gen, shape, dtype=torch.float64):

@@ -19,13 +19,12 @@ import torch  # noqa: E402
 from lossbook import distortions as D  # noqa: E402
 from lossbook import widgets  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _close_figures():
     yield
-    torch.set_num_threads(before)
     plt.close("all")
 
 
