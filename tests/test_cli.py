@@ -24,6 +24,8 @@ def test_list_shows_experiments_and_sizes(capsys):
     for budget in ("smoke", "cpu", "gpu"):
         assert f"{budget}: " in out
     assert f"steps={DENOISE_SIZES['cpu']['steps']}" in out
+    assert "despeckle-domains" in out and get_experiment("despeckle-domains").title in out
+    assert "chapter: notebooks/06_sar_speckle_db" in out
 
 
 def test_unknown_experiment_is_an_error(capsys):

@@ -229,3 +229,122 @@ def test_findings_are_computed_from_the_numbers():
     text = "\n".join(denoise_findings(payload))
     assert "worse than the L2-trained" in text and "not meaningful" not in text
     assert text.startswith("Smoke budget") and "not met" in text
+
+
+# ------------------------------------------------------------------ despeckle-domains
+
+
+def test_despeckle_registry_and_sizes():
+    from lossbook.budget import BUDGETS
+    from lossbook.experiments import DESPECKLE_METHODS, DESPECKLE_SIZES, despeckle_sizes
+
+    assert "despeckle-domains" in [e.name for e in list_experiments()]
+    exp = get_experiment("despeckle-domains")
+    assert exp.sizes is DESPECKLE_SIZES and set(exp.sizes) == {"smoke", "cpu", "gpu"}
+    assert despeckle_sizes("cpu") == DESPECKLE_SIZES["cpu"]
+    for name, sizes in DESPECKLE_SIZES.items():
+        assert sizes["test_size"] == BUDGETS[name].image_size  # the chapter's image size
+    assert DESPECKLE_METHODS == ("MSE (linear)", "MSE+SSIM (linear)", "MSE+TV (linear)",
+                                 "MSE (dB)", "MSE+SSIM (dB)", "MSE+TV (dB)")
+
+
+def test_despeckle_losses():
+    """Reference: the losses written out with lossbook.losses' functions."""
+    from lossbook.experiments import despeckle_loss
+
+    g = torch.Generator().manual_seed(0)
+    t = torch.rand(2, 1, 32, 32, generator=g)
+    p = (t + 0.1 * torch.randn(t.shape, generator=g)).clamp(0, 1)
+    assert despeckle_loss("MSE")(p, t) == L.mse(p, t)
+    torch.testing.assert_close(despeckle_loss("MSE+SSIM")(p, t),
+                               L.mse(p, t) + 0.01 * (1 - L.ssim(p, t)))
+    torch.testing.assert_close(despeckle_loss("MSE+TV")(p, t),
+                               L.mse(p, t) + 0.002 * L.total_variation(p, "isotropic",
+                                                                       eps=1e-3))
+    with pytest.raises(ValueError, match="unknown loss 'L1'"):
+        despeckle_loss("L1")
+
+
+def test_despeckle_scores_match_scikit_image():
+    """Reference: scikit-image's PSNR and SSIM (Gaussian, sigma 1.5, population
+    covariance) per image, averaged; NumPy's mean^2 / unbiased variance (ddof=1, as
+    sar.enl documents) for the ENL."""
+    from lossbook import sar
+    from lossbook.experiments import DESPECKLE_SIZES, despeckle_scores, despeckle_test_pairs
+
+    noisy, clean = despeckle_test_pairs(DESPECKLE_SIZES["smoke"])
+    out = sar.lee_filter(noisy, 7, 1)
+    s = despeckle_scores(out, clean)
+    a, b = clean[:, 0].double().numpy(), out.clamp(0, 1)[:, 0].double().numpy()
+    ta = sar.to_unit_db(clean)[:, 0].double().numpy()
+    tb = sar.to_unit_db(out.clamp(0, 1)).clamp(0, 1)[:, 0].double().numpy()
+    ref_psnr = [peak_signal_noise_ratio(a[i], b[i], data_range=1.0) for i in range(2)]
+    assert s["psnr"] == pytest.approx(np.mean(ref_psnr), abs=1e-4)
+    np.testing.assert_allclose(s["psnr_per_image"], ref_psnr, atol=1e-4)
+    assert s["ssim"] == pytest.approx(np.mean([structural_similarity(
+        a[i], b[i], data_range=1.0, gaussian_weights=True, sigma=1.5,
+        use_sample_covariance=False) for i in range(2)]), abs=1e-4)
+    assert s["psnr_db"] == pytest.approx(np.mean([peak_signal_noise_ratio(
+        ta[i], tb[i], data_range=1.0) for i in range(2)]), abs=1e-4)
+    mask = (sar.homogeneous_mask(clean, max_cv=0.02, size=7) & (clean > 0.05)).numpy()
+    ratio = (out.clamp_min(0) / clean).double().numpy()[mask]
+    assert mask.sum() > 100
+    assert s["enl"] == pytest.approx(ratio.mean() ** 2 / ratio.var(ddof=1), rel=1e-4)
+
+
+def _despeckle_metrics(payload):
+    return [(r["method"], r["psnr"], r["ssim"], r["psnr_db"], r["enl"])
+            for r in payload["results"]]
+
+
+def test_despeckle_run_writes_json_and_resumes_after_a_kill(tmp_path):
+    from lossbook.experiments import DESPECKLE_METHODS, despeckle_findings
+
+    ref = run_experiment("despeckle-domains", budget="smoke", out=tmp_path / "a",
+                         progress=False)
+    payload = json.loads((tmp_path / "a" / "despeckle-domains.json").read_text())
+    for key in ("experiment", "budget", "device", "seconds", "lossbook_version", "results"):
+        assert key in payload
+    assert payload["experiment"] == "despeckle-domains"
+    assert payload["budget"] == "smoke" and payload["device"] == "cpu"
+    assert [r["method"] for r in payload["results"]] == [
+        "noisy input", "Lee 7x7", *DESPECKLE_METHODS]
+    assert all(isinstance(r[m], float) and np.isfinite(r[m]) for r in payload["results"]
+               for m in ("psnr", "ssim", "psnr_db", "enl"))
+    assert payload["metrics"] == ["psnr", "ssim", "psnr_db", "enl"]
+    assert "psnr_db" in ref.table() and "ms_ssim" not in ref.table()
+    # the speckled input has an ENL of about L = 1; the Lee filter raises it
+    assert 0.7 < ref.row("noisy input")["enl"] < 1.4 < ref.row("Lee 7x7")["enl"]
+    assert ref.outputs["MSE (dB)"].shape == ref.pairs[1].shape
+    assert len(payload["figures"]) == 2
+    for name in payload["figures"]:
+        assert (tmp_path / "a" / name).stat().st_size > 1000
+    assert load_results("despeckle-domains", tmp_path / "a") == payload
+    text = "\n".join(despeckle_findings(ref))
+    assert text.startswith("Smoke budget") and "best dB-domain net" in text
+
+    # kill in the middle of a dB-domain run: no JSON, a mid-run checkpoint; then resume
+    out = tmp_path / "b"
+    methods = ["MSE (linear)", "MSE+TV (dB)"]
+
+    def kill(method, step, model, history):
+        if method == "MSE+TV (dB)" and step == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment("despeckle-domains", budget="smoke", out=out, progress=False,
+                       methods=methods, callback=kill)
+    assert not (out / "despeckle-domains.json").exists()
+    (ckpt,) = (out / "despeckle-domains").glob("smoke-*/mse_tv__db_.pt")
+    assert torch.load(ckpt, weights_only=False)["step"] == 5
+    resumed = run_experiment("despeckle-domains", budget="smoke", out=out, progress=False,
+                             methods=methods, figures=False)
+    assert resumed.histories["MSE+TV (dB)"].resumed_from == 5
+    want = [m for m in _despeckle_metrics(ref.payload)
+            if m[0] in ("noisy input", "Lee 7x7", *methods)]
+    assert _despeckle_metrics(resumed.payload) == want
+    # a rerun reuses the finished checkpoints: the same numbers without training
+    again = run_experiment("despeckle-domains", budget="smoke", out=out, progress=False,
+                           methods=methods, write=False)
+    assert _despeckle_metrics(again.payload) == want
+    assert again.histories["MSE (linear)"].resumed_from == 10

@@ -293,3 +293,45 @@ def test_metrics_reexports_enl():
     from lossbook import metrics
 
     assert metrics.enl is sar.enl
+
+
+# ---------------------------------------------------------------------- unit dB scale
+def test_to_unit_db_maps_the_floor_to_0_and_0_db_to_1():
+    """Reference: numpy's (10 log10(max(x, 10^(f/10))) - f) / -f, to float32 rounding."""
+    x = torch.tensor([0.0, 1e-5, 1e-3, 0.01, 0.5, 1.0, 4.0])
+    for floor_db in (-30.0, -20, -50.0):
+        floor = 10 ** (floor_db / 10)
+        ref = (10 * np.log10(np.maximum(x.double().numpy(), floor)) - floor_db) / -floor_db
+        np.testing.assert_allclose(sar.to_unit_db(x, floor_db).numpy(), ref, atol=1e-6)
+    t = sar.to_unit_db(x)
+    assert float(t[0]) == 0.0 and float(t[2]) == pytest.approx(0.0, abs=1e-7)
+    assert float(t[5]) == 1.0 and float(t[6]) > 1.0  # speckle peaks go above 1
+
+
+def test_from_unit_db_inverts_to_unit_db_above_the_floor():
+    g = torch.Generator().manual_seed(7)
+    x = 1e-3 + 3 * torch.rand(1, 1, 16, 16, generator=g, dtype=torch.float64)
+    for floor_db in (-30.0, -40.0):
+        torch.testing.assert_close(sar.from_unit_db(sar.to_unit_db(x, floor_db), floor_db), x)
+    assert float(sar.from_unit_db(torch.tensor(0.0))) == pytest.approx(1e-3)
+    assert float(sar.from_unit_db(torch.tensor(1.0))) == pytest.approx(1.0)
+
+
+def test_to_unit_db_is_the_chapter_6_transform():
+    """Chapter 6 defined t(y) = (to_db(y, 1e-3) + 30) / 30: bitwise the same."""
+    x = 2 * torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(8))
+    assert torch.equal(sar.to_unit_db(x), (sar.to_db(x, 1e-3) + 30) / 30)
+    assert torch.equal(sar.from_unit_db(x), sar.from_db(30 * x - 30))
+
+
+@pytest.mark.parametrize("bad", [0, 10.0, float("nan"), float("-inf"), "-30", True])
+def test_unit_db_refuses_a_floor_that_is_not_negative(bad):
+    with pytest.raises(ValueError, match="floor_db must be a negative number"):
+        sar.to_unit_db(torch.ones(1, 1, 4, 4), bad)
+    with pytest.raises(ValueError, match="floor_db must be a negative number"):
+        sar.from_unit_db(torch.ones(1, 1, 4, 4), bad)
+
+
+def test_to_unit_db_refuses_negative_intensities():
+    with pytest.raises(ValueError):
+        sar.to_unit_db(-torch.ones(1, 1, 4, 4))

@@ -45,9 +45,14 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .experiments import denoise_findings, get_experiment, run_experiment
+    from .experiments import (
+        denoise_findings,
+        despeckle_findings,
+        get_experiment,
+        run_experiment,
+    )
 
-    FINDINGS = {"denoise-losses": denoise_findings}
+    FINDINGS = {"denoise-losses": denoise_findings, "despeckle-domains": despeckle_findings}
 
     try:
         get_experiment(args.name)

@@ -45,6 +45,8 @@ __all__ = [
     "add_speckle",
     "to_db",
     "from_db",
+    "to_unit_db",
+    "from_unit_db",
     "DB_PER_NEPER",
     "log_speckle_mean",
     "log_speckle_var",
@@ -229,6 +231,55 @@ def from_db(x: torch.Tensor) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor; got {type(x).__name__}.")
     return torch.pow(10.0, x / 10.0)
+
+
+def to_unit_db(x: torch.Tensor, floor_db: float = -30.0) -> torch.Tensor:
+    r"""Intensity to a dB image rescaled so that ``[floor_db, 0]`` dB maps to ``[0, 1]``.
+
+    .. math:: t(x) = \frac{10\log_{10}\max(x, 10^{f/10}) - f}{-f}, \qquad f = \text{floor\_db}
+
+    Intensities at or below the floor map to 0, an intensity of 1 (0 dB) maps to 1;
+    brighter values (speckle peaks) go above 1. This is the input and target scale of
+    the dB-domain despeckling network of Chapter 6: a network sees values of the same
+    order in both domains. :func:`from_unit_db` is its inverse above the floor.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Non-negative intensity.
+    floor_db : float
+        The floor in decibels (negative; default -30 dB, an intensity of ``1e-3``).
+
+    Raises
+    ------
+    ValueError
+        On negative intensities or a floor that is not negative.
+
+    Examples
+    --------
+    >>> to_unit_db(torch.tensor([1e-4, 1e-3, 0.1, 1.0]))
+    tensor([0.0000, 0.0000, 0.6667, 1.0000])
+    """
+    f = _check_floor_db(floor_db)
+    return (to_db(x, 10.0 ** (f / 10.0)) - f) / -f
+
+
+def from_unit_db(t: torch.Tensor, floor_db: float = -30.0) -> torch.Tensor:
+    r"""The inverse of :func:`to_unit_db`: :math:`10^{(f - f t)/10}` with :math:`f` = ``floor_db``.
+
+    ``t = 0`` gives the floor's intensity (``1e-3`` for -30 dB), ``t = 1`` gives 1.
+    """
+    f = _check_floor_db(floor_db)
+    return from_db(-f * t + f)
+
+
+def _check_floor_db(floor_db: object) -> float:
+    if isinstance(floor_db, bool) or not isinstance(floor_db, (int, float)) or not (
+            math.isfinite(floor_db) and floor_db < 0):
+        raise ValueError(
+            f"floor_db must be a negative number of decibels (e.g. -30); got {floor_db!r}."
+        )
+    return float(floor_db)
 
 
 # ------------------------------------------------------------------ log-speckle moments
