@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ._checks import check_pyramid_input
+
 __all__ = ["ConvAutoencoder"]
 
 
@@ -71,17 +73,7 @@ class ConvAutoencoder(nn.Module):
         self.decoder = nn.Sequential(*dec)
 
     def _check(self, x: torch.Tensor) -> None:
-        m = 2**self.levels
-        if x.ndim != 4 or x.shape[1] != self.channels:
-            raise ValueError(f"ConvAutoencoder expects images of shape (N, {self.channels}, "
-                             f"H, W); got {tuple(x.shape)}.")
-        h, w = x.shape[-2:]
-        if h % m or w % m:
-            raise ValueError(
-                f"ConvAutoencoder with levels={self.levels} needs H and W divisible by "
-                f"2**levels = {m}; got {h} x {w}. Crop the input (e.g. to "
-                f"{h - h % m} x {w - w % m}) or use fewer levels."
-            )
+        check_pyramid_input(x, "ConvAutoencoder", self.channels, self.levels)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """The code ``(N, latent_channels, H / 2**levels, W / 2**levels)``."""

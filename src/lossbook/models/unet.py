@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ._checks import check_pyramid_input
+
 __all__ = ["UNet"]
 
 
@@ -86,17 +88,7 @@ class UNet(nn.Module):
         self.head = nn.Conv2d(widths[0], out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        m = 2**self.levels
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"UNet expects images of shape (N, {self.in_channels}, H, W); got "
-                             f"{tuple(x.shape)}.")
-        h, w = x.shape[-2:]
-        if h % m or w % m:
-            raise ValueError(
-                f"UNet with levels={self.levels} needs H and W divisible by 2**levels = {m}; "
-                f"got {h} x {w}. Crop or pad the input (e.g. to "
-                f"{h - h % m} x {w - w % m}) or use fewer levels."
-            )
+        check_pyramid_input(x, "UNet", self.in_channels, self.levels)
         skips = []
         z = x
         for i, block in enumerate(self.down):
