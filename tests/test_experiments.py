@@ -184,7 +184,7 @@ def test_run_writes_json_and_resumes_after_a_kill(tmp_path):
                        methods=methods, callback=kill)
     assert not (out / "denoise-losses.json").exists()
     (ckpt,) = (out / "denoise-losses").glob("smoke-*/l1.pt")
-    assert torch.load(ckpt, weights_only=False)["step"] == 9
+    assert torch.load(ckpt, weights_only=True)["step"] == 9
     resumed = run_experiment("denoise-losses", budget="smoke", out=out, progress=False,
                              methods=methods)
     assert _metrics(resumed.payload) == _metrics(ref.payload)
@@ -336,7 +336,7 @@ def test_despeckle_run_writes_json_and_resumes_after_a_kill(tmp_path):
                        methods=methods, callback=kill)
     assert not (out / "despeckle-domains.json").exists()
     (ckpt,) = (out / "despeckle-domains").glob("smoke-*/mse_tv__db_.pt")
-    assert torch.load(ckpt, weights_only=False)["step"] == 5
+    assert torch.load(ckpt, weights_only=True)["step"] == 5
     resumed = run_experiment("despeckle-domains", budget="smoke", out=out, progress=False,
                              methods=methods, figures=False)
     assert resumed.histories["MSE+TV (dB)"].resumed_from == 5

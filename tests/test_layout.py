@@ -66,3 +66,23 @@ def test_the_checker_sees_relative_imports():
     assert "viz" in _imported_modules(PKG / "widgets.py")
     # Names are top-level rooms: combined.py's `from .structural import` counts as losses.
     assert _imported_modules(PKG / "losses" / "combined.py") >= {"losses", "_validate"}
+
+
+@pytest.mark.parametrize("path", [p for p in _files("experiments")
+                                  if p.name not in ("__init__.py", "core.py")],
+                         ids=lambda p: p.name)
+def test_experiment_modules_do_not_import_each_other(path):
+    """DESIGN §2: an experiment module imports the shared ``core``, never a sibling."""
+    siblings = {p.stem for p in _files("experiments")} - {"core", "__init__"}
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            names = {(node.module or "").split(".")[0]} | {a.name for a in node.names}
+            assert not (names & siblings), f"{path.name} imports {names & siblings}"
+        if isinstance(node, ast.ImportFrom) and node.module and "experiments." in node.module:
+            assert node.module.split(".")[-1] == "core", f"{path.name} imports {node.module}"
+
+
+def test_experiments_are_a_package_with_a_core():
+    assert (PKG / "experiments" / "core.py").is_file()
+    assert len(_files("experiments")) >= 4  # __init__, core and at least two experiments

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import signal
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -348,3 +349,28 @@ def test_benchmark_quick_mode_runs(root, capsys):
     assert bench.main(["--quick", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "| smoke | DnCNN" in out and "fit (off)" in out
+
+
+class _Payload:
+    """Unpickling this object runs code (a harmless one: it creates a marker file)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_a_crafted_checkpoint_cannot_run_code(tmp_path):
+    """Security: checkpoints are loaded with weights_only=True, never a full unpickle."""
+    from lossbook.train import CHECKPOINT_FORMAT, load_checkpoint
+
+    marker = tmp_path / "pwned"
+    ckpt = tmp_path / "evil.pt"
+    torch.save({"format": CHECKPOINT_FORMAT, "payload": _Payload(marker)}, ckpt)
+    with pytest.raises(Exception):  # noqa: B017 - any refusal is fine, running code is not
+        load_checkpoint(ckpt)
+    assert not marker.exists(), "loading a checkpoint executed code from it"
+    # the guard cannot pass vacuously: a full unpickle of the same file does run the payload
+    torch.load(ckpt, weights_only=False)
+    assert marker.exists()

@@ -45,17 +45,10 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .experiments import (
-        denoise_findings,
-        despeckle_findings,
-        get_experiment,
-        run_experiment,
-    )
-
-    FINDINGS = {"denoise-losses": denoise_findings, "despeckle-domains": despeckle_findings}
+    from .experiments import get_experiment, run_experiment
 
     try:
-        get_experiment(args.name)
+        exp = get_experiment(args.name)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -65,9 +58,8 @@ def _run(args: argparse.Namespace) -> int:
     print(f"{p['experiment']} | budget {p['budget']} | device {p['device']} | "
           f"{p['seconds']:.1f} s")
     print(result.table())
-    findings = FINDINGS.get(args.name)
-    if findings is not None:
-        for line in findings(result):
+    if exp.findings is not None:
+        for line in exp.findings(result):
             print(f"- {line}")
     for method, why in p.get("missing_losses", {}).items():
         print(f"skipped {method}: {why}")

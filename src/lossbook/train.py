@@ -345,11 +345,17 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Read a checkpoint written by :func:`fit` (or :func:`save_checkpoint`)."""
+    """Read a checkpoint written by :func:`fit` (or :func:`save_checkpoint`).
+
+    The file is read with ``torch.load(..., weights_only=True)``: only tensors, numbers,
+    strings and containers of them are rebuilt, so a crafted checkpoint cannot run code
+    (a full unpickle would execute whatever the file asks for). lossbook's own
+    checkpoints hold nothing else.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}.")
-    state = torch.load(path, map_location=map_location, weights_only=False)
+    state = torch.load(path, map_location=map_location, weights_only=True)
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(
             f"{path} is not a lossbook training checkpoint (format {CHECKPOINT_FORMAT}); "

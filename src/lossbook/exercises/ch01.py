@@ -1,26 +1,16 @@
-"""Self-checks for the chapters' exercises.
-
-Each ``check_*`` function runs a student's answer on fresh random cases (a new seed
-every call, so the answer cannot be tuned to fixed numbers), compares it with the
-package's tested implementation, and either returns a short success message or raises
-``AssertionError`` with feedback that says what went wrong and what to look at.
-"""
+"""Checks for Chapter 1 (pixel losses): PSNR, and the best constant under MSE/MAE."""
 
 from __future__ import annotations
 
 import math
-import secrets
 from collections.abc import Callable
 
 import torch
 
-from . import metrics
+from .. import metrics
+from ._common import fresh_generator as _fresh_generator
 
 __all__ = ["check_psnr", "check_best_constant"]
-
-
-def _fresh_generator(seed: int | None) -> torch.Generator:
-    return torch.Generator().manual_seed(secrets.randbits(31) if seed is None else seed)
 
 
 def check_psnr(fn: Callable, *, n_cases: int = 6, seed: int | None = None) -> str:

@@ -1,0 +1,22 @@
+"""Self-checks for the chapters' exercises, one module per chapter (``chNN.py``).
+
+Each ``check_*`` function runs a student's answer on fresh random cases (a new seed
+every call, so the answer cannot be tuned to fixed numbers), compares it with the
+package's tested implementation, and either returns a short success message or raises
+``AssertionError`` with feedback that says what went wrong and what to look at.
+
+A chapter adds its checks in ``lossbook/exercises/chNN.py`` and one import line here;
+every name stays reachable as ``lossbook.exercises.check_...``.
+"""
+
+from __future__ import annotations
+
+from . import ch01
+from .ch01 import *  # noqa: F403
+
+_MODULES = (ch01,)
+"""Every chapter's check module; a new chapter adds its module here (and above)."""
+
+__all__: list[str] = []
+for _module in _MODULES:
+    __all__ += list(_module.__all__)

@@ -1,0 +1,38 @@
+"""Named, reproducible experiments: what the training chapters run, and the CLI too.
+
+One module per experiment, each registering itself with :func:`core.register`; the shared
+machinery (:class:`Experiment`, :func:`run_experiment`, :func:`evaluate`, tables, JSON)
+is in :mod:`lossbook.experiments.core`. Experiment modules import ``core`` and never each
+other. The chapters call the same functions as the command line::
+
+    python -m lossbook list
+    python -m lossbook run denoise-losses --budget cpu --out runs
+
+Experiments
+-----------
+``denoise-losses`` (:mod:`.denoising`, Chapter 7)
+    One DnCNN trained with each of eight losses on Gaussian noise, against tuned
+    classical denoisers.
+``despeckle-domains`` (:mod:`.despeckling`, Chapter 6)
+    Despeckling single-look SAR images in the linear and the dB domain with three losses,
+    against the Lee filter.
+
+Every public name of the modules is re-exported here, so ``experiments.denoise_sizes``
+and ``experiments.run_experiment`` both work.
+"""
+
+from __future__ import annotations
+
+# the test-image lists, used by the chapters as ``experiments.TEST_IMAGES``
+from ..data import TEST_IMAGES, TRAIN_IMAGES
+from . import core, denoising, despeckling
+from .core import *  # noqa: F403
+from .denoising import *  # noqa: F403
+from .despeckling import *  # noqa: F403
+
+_MODULES = (core, denoising, despeckling)
+"""Every experiment module; a new experiment adds its module here (and above)."""
+
+__all__ = ["TEST_IMAGES", "TRAIN_IMAGES"]
+for _module in _MODULES:
+    __all__ += list(_module.__all__)

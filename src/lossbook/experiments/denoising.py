@@ -1,0 +1,407 @@
+"""Experiment ``denoise-losses`` (Chapter 7): one DnCNN, eight losses, Gaussian noise.
+
+One DnCNN (Zhang et al. 2017) trained with each of eight losses on additive Gaussian
+noise of :math:`\\sigma = 25/255`, evaluated on the held-out test images (full images,
+not patches) against the noisy input, a Gaussian filter and scikit-image's
+``denoise_tv_chambolle`` (both tuned on the training images). The question of Zhao,
+Gallo, Frosio and Kautz (2017): does the loss matter, and does a network trained with
+L1 beat one trained with L2 even on PSNR?
+
+    python -m lossbook run denoise-losses --budget cpu --out runs
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import losses as L
+from ..budget import get_budget
+from ..data import (
+    TEST_IMAGES,
+    TRAIN_IMAGES,
+    PatchSampler,
+    add_gaussian_noise,
+    gaussian_blur,
+    load_images,
+)
+from ..metrics import psnr as _psnr
+from ..models import DnCNN
+from ..train import fit
+from .core import METRICS, Experiment, RunResult, evaluate, register, slug
+
+__all__ = [
+    "DENOISE_SIZES",
+    "DENOISE_METHODS",
+    "DENOISE_BASELINES",
+    "MIX_ALPHA",
+    "SSIM_WEIGHT",
+    "TV_WEIGHT",
+    "denoise_sizes",
+    "denoise_findings",
+    "denoise_curves_figure",
+    "denoise_crops_figure",
+    "make_denoiser",
+    "mix_l1_sigma",
+    "denoise_loss",
+    "available_denoise_losses",
+    "denoise_test_pairs",
+    "tune_gaussian_filter",
+    "tune_tv_chambolle",
+    "tv_chambolle",
+]
+
+DENOISE_METHODS: tuple[str, ...] = (
+    "L2", "L1", "Charbonnier", "SSIM", "MS-SSIM", "Mix", "MSE+SSIM", "L2+TV",
+)
+"""The eight training losses of ``denoise-losses``, in table order."""
+
+DENOISE_BASELINES: tuple[str, ...] = ("noisy input", "Gaussian filter", "TV (Chambolle)")
+
+DENOISE_SIZES: dict[str, dict] = {
+    # smoke: only shows that the code runs. Test images are 176 px so that the MS-SSIM
+    # metric keeps its standard 5 scales and 11-tap window (sides must exceed 160).
+    "smoke": dict(sigma=25.0, train_size=96, patch_size=32, batch_size=8, steps=16,
+                  depth=4, width=16, batch_norm=False, lr=1e-3, test_size=176, n_test=2, n_tune=2,
+                  tune_points=3, val_crop=48, log_every=4, ms_ssim_train_win=7,
+                  ms_ssim_train_scales=3),
+    "cpu": dict(sigma=25.0, train_size=256, patch_size=40, batch_size=16, steps=1000,
+                depth=7, width=32, batch_norm=False, lr=2e-3, test_size=256, n_test=4, n_tune=4,
+                tune_points=7, val_crop=64, log_every=10, ms_ssim_train_win=7,
+                ms_ssim_train_scales=3),
+    # gpu: not yet timed on a GPU; about 0.3 TFLOP per step (DnCNN-17, 32 x 48^2), so
+    # 2000 steps x 8 losses should take roughly ten to twenty minutes on a Colab T4.
+    "gpu": dict(sigma=25.0, train_size=300, patch_size=48, batch_size=32, steps=2000,
+                depth=17, width=64, batch_norm=False, lr=1e-3, test_size=300, n_test=4, n_tune=6,
+                tune_points=11, val_crop=128, log_every=25, ms_ssim_train_win=11,
+                ms_ssim_train_scales=3),
+}
+"""Sizes of ``denoise-losses`` per budget: ``steps`` optimiser steps of Adam (learning
+rate ``lr``, cosine decay) on ``batch_size`` random ``patch_size`` patches of the
+training images (resized to ``train_size``); a DnCNN of ``depth`` x ``width``, without
+BatchNorm (in a 150-step CPU test with the L2 loss, the BatchNorm version, the paper's
+choice, was 1.8 dB worse on the test images: it pays off only with long training). The
+MS-SSIM *training* loss uses ``ms_ssim_train_scales`` scales (weights
+``MS_SSIM_WEIGHTS[:scales]``, renormalised to sum to 1) and a ``ms_ssim_train_win``
+window, because patches are far smaller than the 161 px that five scales need.
+Evaluation always uses the standard 5-scale MS-SSIM."""
+
+# Weights of the combined losses (fixed, stated here and in Chapter 7).
+MIX_ALPHA = 0.84  # Zhao et al. 2017's alpha: 0.84 (1 - MS-SSIM) + 0.16 G*L1
+SSIM_WEIGHT = 0.01  # MSE + 0.01 (1 - SSIM): the two terms are of similar size near the optimum
+TV_WEIGHT = 0.002  # L2 + 0.002 TV(prediction): ID-CNN's weight (Wang, Zhang, Patel 2017)
+
+
+def denoise_sizes(budget: str | None = None) -> dict:
+    """The ``denoise-losses`` sizes for ``budget`` (default: the current budget)."""
+    return dict(DENOISE_SIZES[get_budget(budget).name])
+
+
+def _ms_ssim_train_kwargs(sizes: dict) -> dict:
+    w = L.MS_SSIM_WEIGHTS[: sizes["ms_ssim_train_scales"]]
+    return {"win_size": sizes["ms_ssim_train_win"],
+            "weights": tuple(float(v) / sum(w) for v in w)}
+
+
+def mix_l1_sigma(sizes: dict) -> float:
+    """Width (pixels) of the Gaussian that weights the L1 term of the Mix loss.
+
+    Zhao et al. weight L1 with the Gaussian of MS-SSIM's coarsest scale. Our training
+    MS-SSIM's coarsest scale sees the 1.5-pixel window through ``2 ** (scales - 1)``
+    decimations, i.e. a Gaussian of ``1.5 * 2 ** (scales - 1)`` pixels (6 for 3 scales);
+    it is capped so that its ``2 ceil(3 sigma) + 1`` window fits in a training patch.
+    """
+    natural = 1.5 * 2 ** (sizes["ms_ssim_train_scales"] - 1)
+    return min(natural, ((sizes["patch_size"] - 1) // 2) / 3)
+
+
+def denoise_loss(method: str, sizes: dict) -> nn.Module:
+    """The training loss of ``method`` (one of :data:`DENOISE_METHODS`).
+
+    Raises
+    ------
+    ValueError
+        For an unknown method.
+    ImportError
+        If ``lossbook.losses`` does not provide the pieces this loss needs yet.
+    """
+    ms = _ms_ssim_train_kwargs(sizes)
+
+    def need(*names: str) -> list:
+        missing = [n for n in names if not hasattr(L, n)]
+        if missing:
+            raise ImportError(
+                f"loss {method!r} needs lossbook.losses.{', '.join(missing)}, which this "
+                "version of lossbook does not have."
+            )
+        return [getattr(L, n) for n in names]
+
+    if method == "L2":
+        return L.MSELoss()
+    if method == "L1":
+        return L.L1Loss()
+    if method == "Charbonnier":
+        return L.CharbonnierLoss(eps=1e-3)
+    if method == "SSIM":
+        (cls,) = need("SSIMLoss")
+        return cls()
+    if method == "MS-SSIM":
+        (cls,) = need("MSSSIMLoss")
+        return cls(**ms)
+    if method == "Mix":
+        (cls,) = need("MixLoss")
+        return cls(alpha=MIX_ALPHA, l1_sigma=mix_l1_sigma(sizes), **ms)
+    if method == "MSE+SSIM":
+        comb, ssim_loss = need("CombinedLoss", "SSIMLoss")
+        return comb({"mse": (1.0, L.MSELoss()), "ssim": (SSIM_WEIGHT, ssim_loss())})
+    if method == "L2+TV":
+        comb, tv = need("CombinedLoss", "TVLoss")
+        return comb({"mse": (1.0, L.MSELoss()), "tv": (TV_WEIGHT, tv())})
+    raise ValueError(f"unknown method {method!r}; choose from {', '.join(DENOISE_METHODS)}.")
+
+
+def available_denoise_losses(sizes: dict | None = None) -> tuple[list[str], dict[str, str]]:
+    """``(available methods, {missing method: reason})`` for this version of lossbook."""
+    sizes = sizes or DENOISE_SIZES["smoke"]
+    ok, missing = [], {}
+    for m in DENOISE_METHODS:
+        try:
+            denoise_loss(m, sizes)
+            ok.append(m)
+        except ImportError as err:
+            missing[m] = str(err)
+    return ok, missing
+
+
+def _noisy(x: torch.Tensor, sigma: float, seed: int) -> torch.Tensor:
+    return add_gaussian_noise(x, sigma, generator=torch.Generator().manual_seed(seed))
+
+
+def denoise_test_pairs(sizes: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """The held-out test pairs ``(noisy, clean)``: the first ``n_test`` test images at
+    ``test_size``, with a fixed noise draw (seed 2017)."""
+    clean = load_images(list(TEST_IMAGES[: sizes["n_test"]]), sizes["test_size"])
+    return _noisy(clean, sizes["sigma"], 2017), clean
+
+
+def _tune_pairs(sizes: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Noisy training images (never test images) for tuning the classical baselines."""
+    clean = load_images(list(TRAIN_IMAGES[: sizes["n_tune"]]), sizes["test_size"])
+    return _noisy(clean, sizes["sigma"], 1), clean
+
+
+def tv_chambolle(x: torch.Tensor, weight: float) -> torch.Tensor:
+    """scikit-image's ``denoise_tv_chambolle`` (Chambolle 2004) on each image of a batch.
+
+    ``weight`` is the TV weight (:math:`1/\\lambda` of the ROF model): larger is smoother.
+    """
+    from skimage.restoration import denoise_tv_chambolle
+
+    arr = x.detach().cpu().double().numpy()
+    out = np.stack([np.stack([denoise_tv_chambolle(ch, weight=weight) for ch in img])
+                    for img in arr])
+    return torch.from_numpy(out).to(x.dtype)
+
+
+def _tune(fn: Callable[[torch.Tensor, float], torch.Tensor], grid: np.ndarray,
+          pairs: tuple[torch.Tensor, torch.Tensor]) -> tuple[float, list[float]]:
+    """The grid value with the highest mean per-image PSNR on ``pairs``."""
+    noisy, clean = pairs
+    scores = [float(_psnr(fn(noisy, float(v)).clamp(0, 1), clean)) for v in grid]
+    return float(grid[int(np.argmax(scores))]), scores
+
+
+def tune_gaussian_filter(sizes: dict) -> tuple[float, dict]:
+    """The Gaussian filter's sigma (pixels) that maximises PSNR on noisy training images."""
+    grid = np.geomspace(0.5, 3.0, sizes["tune_points"])
+    best, scores = _tune(lambda x, s: gaussian_blur(x, s), grid, _tune_pairs(sizes))
+    return best, {"grid": grid.tolist(), "psnr": scores}
+
+
+def tune_tv_chambolle(sizes: dict) -> tuple[float, dict]:
+    """``denoise_tv_chambolle``'s weight that maximises PSNR on noisy training images."""
+    grid = np.geomspace(0.03, 0.3, sizes["tune_points"])
+    best, scores = _tune(tv_chambolle, grid, _tune_pairs(sizes))
+    return best, {"grid": grid.tolist(), "psnr": scores}
+
+
+def make_denoiser(sizes: dict, seed: int = 0) -> DnCNN:
+    """The DnCNN every loss starts from: the same initial weights for every method."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return DnCNN(channels=1, depth=sizes["depth"], width=sizes["width"],
+                     batch_norm=sizes["batch_norm"])
+
+
+def _run_denoise_losses(sizes: dict, *, workdir: Path, device: torch.device,
+                        progress: bool = True, callback: Callable | None = None,
+                        methods: Sequence[str] | None = None) -> RunResult:
+    methods_ok, missing = available_denoise_losses(sizes)
+    if methods is not None:
+        methods_ok = [m for m in methods_ok if m in methods]
+    pairs = denoise_test_pairs(sizes)
+    c = sizes["val_crop"]
+    n, cl = pairs
+    top = (n.shape[-1] - c) // 2
+    val = (n[..., top:top + c, top:top + c], cl[..., top:top + c, top:top + c])
+    train = load_images("train", sizes["train_size"])
+    sampler = PatchSampler(train, functools.partial(add_gaussian_noise, sigma=sizes["sigma"]),
+                           sizes["patch_size"], device=device)
+
+    rows, outputs, histories, models, curves = [], {}, {}, {}, {}
+
+    def add_row(method: str, kind: str, ev: dict, **extra) -> None:
+        outputs[method] = ev.pop("outputs")
+        rows.append({"method": method, "kind": kind,
+                     **{m: ev[m] for m in METRICS},
+                     "psnr_per_image": ev["per_image"]["psnr"], **extra})
+
+    add_row("noisy input", "baseline", evaluate(lambda x: x, pairs, return_outputs=True))
+    g_sigma, g_tune = tune_gaussian_filter(sizes)
+    add_row("Gaussian filter", "baseline",
+            evaluate(lambda x: gaussian_blur(x, g_sigma), pairs, return_outputs=True),
+            parameter=g_sigma)
+    tv_w, tv_tune = tune_tv_chambolle(sizes)
+    add_row("TV (Chambolle)", "baseline",
+            evaluate(lambda x: tv_chambolle(x, tv_w), pairs, return_outputs=True),
+            parameter=tv_w)
+
+    for method in methods_ok:
+        model = make_denoiser(sizes)
+        cb = None if callback is None else functools.partial(callback, method)
+        h = fit(model, denoise_loss(method, sizes), sampler, steps=sizes["steps"],
+                batch_size=sizes["batch_size"], lr=sizes["lr"], lr_schedule="cosine",
+                device=device,
+                val_data=val, log_every=sizes["log_every"],
+                checkpoint=workdir / f"{slug(method)}.pt", seed=0, callback=cb,
+                progress=progress)
+        histories[method], models[method] = h, model
+        add_row(method, "learned", evaluate(model, pairs, device=device, return_outputs=True),
+                final_loss=h.final_loss, train_seconds=h.seconds,
+                images_per_second=h.images_per_second)
+        curves[method] = {"step": h.step, "loss": h.loss, "components": h.components,
+                          "val_step": h.val_step, "val_psnr": h.val.get("psnr", [])}
+
+    payload = {
+        "methods": list(methods_ok),
+        "missing_losses": missing,
+        "test_images": list(TEST_IMAGES[: sizes["n_test"]]),
+        "tuning": {"gaussian_sigma": g_sigma, "gaussian": g_tune,
+                   "tv_weight": tv_w, "tv": tv_tune},
+        "loss_weights": {"mix_alpha": MIX_ALPHA, "mse+ssim": SSIM_WEIGHT, "l2+tv": TV_WEIGHT},
+        "notes": (f"Metrics on {sizes['n_test']} full {sizes['test_size']}x"
+                  f"{sizes['test_size']} test images, outputs clipped to [0, 1]; each value is "
+                  "the mean over images of the per-image metric (PSNR: mean of per-image "
+                  "PSNR). MS-SSIM: 5 scales, 11x11 Gaussian window. Validation curves: "
+                  f"PSNR on {c}x{c} centre crops of the noisy test images."),
+        "results": rows,
+        "curves": curves,
+    }
+    return RunResult(payload=payload, outputs=outputs, histories=histories, models=models,
+                     pairs=pairs)
+
+
+def denoise_findings(result: RunResult | dict) -> list[str]:
+    """The chapter's conclusions, computed from the numbers of a ``denoise-losses`` run.
+
+    Each sentence states a comparison and its sign as measured (never assumed): the best
+    learned method against tuned TV-Chambolle (the +1 dB target), L1 against L2 on PSNR
+    (with the number of test images on which it holds), and which loss is best on SSIM
+    and MS-SSIM (is it the Mix of Zhao et al. 2017?).
+    """
+    p = result.payload if isinstance(result, RunResult) else result
+    rows = {r["method"]: r for r in p["results"]}
+    learned = [m for m in p["methods"] if m in rows]
+    out = []
+    if p.get("budget") == "smoke":
+        out.append("Smoke budget: the networks barely trained, so the comparisons below only "
+                   "show that the code runs; they are not results.")
+    if not learned:
+        return out + ["No learned method ran."]
+    tv = rows["TV (Chambolle)"]["psnr"]
+    best = max(learned, key=lambda m: rows[m]["psnr"])
+    d = rows[best]["psnr"] - tv
+    out.append(
+        f"Best learned denoiser on PSNR: {best} ({rows[best]['psnr']:.2f} dB), "
+        f"{abs(d):.2f} dB {'above' if d >= 0 else 'below'} tuned TV-Chambolle ({tv:.2f} dB); "
+        f"the target of at least +1 dB is {'met' if d >= 1 else 'not met'} at this budget.")
+    if "L1" in rows and "L2" in rows:
+        diff = rows["L1"]["psnr"] - rows["L2"]["psnr"]
+        per = np.array(rows["L1"]["psnr_per_image"]) - np.array(rows["L2"]["psnr_per_image"])
+        out.append(
+            f"L1 vs L2 on PSNR: the L1-trained net is {abs(diff):.2f} dB "
+            f"{'better' if diff > 0 else 'worse'} than the L2-trained one on average "
+            f"(better on {int((per > 0).sum())} of {per.size} test images), although PSNR "
+            "is exactly what L2 optimises.")
+    for metric, label in (("ssim", "SSIM"), ("ms_ssim", "MS-SSIM")):
+        ranked = sorted(learned, key=lambda m: rows[m][metric], reverse=True)
+        sentence = (f"Best learned on {label}: {ranked[0]} ({rows[ranked[0]][metric]:.4f})")
+        if "Mix" in learned:
+            sentence += ("; the Mix loss is the best" if ranked[0] == "Mix" else
+                         f"; the Mix loss ranks {ranked.index('Mix') + 1} of {len(ranked)}")
+        out.append(sentence + ".")
+    return out
+
+
+def denoise_curves_figure(result: RunResult):
+    """Validation PSNR of every loss against the step, and each training loss."""
+    import matplotlib.pyplot as plt
+
+    from ..viz import plot_curves
+
+    curves = result.payload["curves"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    plot_curves({m: (c["val_step"], c["val_psnr"]) for m, c in curves.items()},
+                xlabel="training step", ylabel="PSNR (dB)", ax=axes[0],
+                title="Validation PSNR (centre crops of the test images)")
+    if result.pairs is not None and "TV (Chambolle)" in result.outputs:
+        # the TV baseline scored on the same centre crops, as a reference line
+        c = result.payload["sizes"]["val_crop"]
+        clean = result.pairs[1]
+        top = (clean.shape[-1] - c) // 2
+        crop = (..., slice(top, top + c), slice(top, top + c))
+        ref = float(_psnr(result.outputs["TV (Chambolle)"][crop], clean[crop]))
+        axes[0].axhline(ref, color="k", ls="--", lw=1, label="TV (Chambolle)")
+        axes[0].legend(fontsize=8)
+    plot_curves({m: (c["step"], np.array(c["loss"]) / c["loss"][0]) for m, c in curves.items()},
+                xlabel="training step", ylabel="loss / first logged loss", logy=True,
+                ax=axes[1], title="Training loss, each relative to its start")
+    fig.tight_layout()
+    return fig
+
+
+def denoise_crops_figure(result: RunResult, image: int = 0, methods: Sequence[str] | None = None,
+                         crop: tuple[slice, slice] | None = None):
+    """Zoomed crops of one test image: clean, noisy, baselines and each learned method."""
+    from ..viz import show_images
+
+    noisy, clean = result.pairs
+    methods = list(methods or [r["method"] for r in result.rows if r["method"] != "noisy input"])
+    side = clean.shape[-1]
+    if crop is None:
+        k = max(24, side // 4)
+        crop = (slice(side // 2 - k // 2, side // 2 + k // 2),
+                slice(side // 2 - k // 2, side // 2 + k // 2))
+    images = [clean[image], noisy[image].clamp(0, 1)] + [result.outputs[m][image]
+                                                         for m in methods]
+    titles = ["clean", f"noisy\n{result.row('noisy input')['psnr_per_image'][image]:.2f} dB"]
+    titles += [f"{m}\n{result.row(m)['psnr_per_image'][image]:.2f} dB" for m in methods]
+    name = result.payload.get("test_images", ["?"] * (image + 1))[image]
+    return show_images(images, titles, crop=crop, ncols=min(6, len(images)), size=2.0,
+                       suptitle=f"Zoomed crop of test image '{name}' (PSNR of the full image)")
+
+
+EXPERIMENT = register(Experiment(
+    name="denoise-losses",
+    title="One DnCNN, eight losses: Gaussian denoising (sigma 25/255)",
+    sizes=DENOISE_SIZES,
+    run=_run_denoise_losses,
+    chapter="notebooks/07_denoising_losses",
+    figures={"curves": denoise_curves_figure, "crops": denoise_crops_figure},
+    findings=denoise_findings,
+))
