@@ -22,6 +22,16 @@ from .degradations import (
 from .download import download, sha256sum
 from .patches import PatchSampler
 from .procedural import ShiftedEdges, step_edge
+from .sr import (
+    SR_SCALES,
+    SRPatchSampler,
+    bicubic_downsample,
+    bicubic_upsample,
+    crop_to_multiple,
+    lanczos_upsample,
+    sr_pair,
+    sr_pairs,
+)
 from .synthetic import checkerboard, dead_leaves, siemens_star, zone_plate
 
 __all__ = [
@@ -48,4 +58,12 @@ __all__ = [
     "zone_plate",
     "checkerboard",
     "dead_leaves",
+    "SR_SCALES",
+    "SRPatchSampler",
+    "bicubic_downsample",
+    "bicubic_upsample",
+    "crop_to_multiple",
+    "lanczos_upsample",
+    "sr_pair",
+    "sr_pairs",
 ]

@@ -2,9 +2,10 @@
 
 from .autoencoder import ConvAutoencoder
 from .dncnn import DnCNN
+from .edsr import EDSR
 from .espcn import ESPCN
 from .patchgan import PatchGANDiscriminator
 from .tiny import TinyCNN
 from .unet import UNet
 
-__all__ = ["TinyCNN", "DnCNN", "UNet", "ESPCN", "ConvAutoencoder", "PatchGANDiscriminator"]
+__all__ = ["TinyCNN", "DnCNN", "UNet", "ESPCN", "EDSR", "ConvAutoencoder", "PatchGANDiscriminator"]
