@@ -55,6 +55,7 @@ from torch import nn
 
 from .budget import get_budget
 from .metrics import psnr
+from .monitor import Monitor
 
 __all__ = [
     "fit",
@@ -472,6 +473,7 @@ def fit(
     grad_clip: float | None = None,
     callback: Callable[[int, nn.Module, History], None] | None = None,
     progress: bool = True,
+    log_dir: str | os.PathLike | None = None,
 ) -> History:
     r"""Train ``model`` for ``steps`` optimiser steps and return its :class:`History`.
 
@@ -534,6 +536,10 @@ def fit(
         ``callback(step, model, history)`` after every step (e.g. to plot live).
     progress : bool
         Show a progress bar (``tqdm.auto``) with the running loss.
+    log_dir : path, optional
+        Write TensorBoard events here (every loss term, the learning rate, the
+        validation metrics and an image grid of the validation batch); see
+        :mod:`lossbook.monitor`. Needs the ``tensorboard`` package.
 
     Returns
     -------
@@ -626,6 +632,8 @@ def fit(
             warnings.warn(f"checkpoint {checkpoint} is at step {state['step']}, past the "
                           f"requested {steps} steps; returning it as is.", stacklevel=2)
     start_step = history.steps_done
+    monitor = Monitor(log_dir, enabled=rank == 0, start_step=start_step,
+                      data_range=data_range)
     net = model
     if world > 1:
         ids = [device.index] if device.type == "cuda" else None
@@ -658,6 +666,8 @@ def fit(
         for k, v in _validate(model, loss_fn, val_data, device, amp, data_range).items():
             history.val.setdefault(k, []).append(v)
         history.val_step.append(step)
+        monitor.log_validation(step, {k: v[-1] for k, v in history.val.items()}, model,
+                               val_data, device)
         clock["val"] += time.perf_counter() - tv
 
     def reseed(step: int) -> None:
@@ -720,6 +730,7 @@ def fit(
                     for k, v in mean_parts.items():
                         history.components.setdefault(k, []).append(v)
                     last_logged = (step, mean_parts)
+                    monitor.log_train(step, mean, mean_parts, opt)
                     if bar is not None:
                         bar.set_postfix(loss=f"{mean:.4g}")
                 if step % val_every == 0 or step == steps:
@@ -741,6 +752,7 @@ def fit(
         finally:
             if bar is not None:
                 bar.close()
+            monitor.close()
     update_clock()
     model.eval()
     return history
