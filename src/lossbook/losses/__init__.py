@@ -5,6 +5,7 @@ scalar (``reduction="mean"``) or one value per image (``reduction="none"``); the
 ``nn.Module`` classes wrap them for use in training loops.
 """
 
+from .adversarial import GAN_KINDS, discriminator_loss, generator_loss, r1_penalty
 from .combined import CombinedLoss, MixLoss, UncertaintyWeightedLoss, gaussian_weighted_l1
 from .gradient import (
     GradientLoss,
@@ -15,6 +16,14 @@ from .gradient import (
     laplacian_loss,
     sobel,
     total_variation,
+)
+from .perceptual import (
+    ContentStyleLoss,
+    PerceptualLoss,
+    TextureLoss,
+    feature_loss,
+    gram_matrix,
+    texture_loss,
 )
 from .pixel import (
     CharbonnierLoss,
@@ -66,4 +75,14 @@ __all__ = [
     "GradientLoss",
     "LaplacianLoss",
     "TVLoss",
+    "gram_matrix",
+    "feature_loss",
+    "texture_loss",
+    "PerceptualLoss",
+    "TextureLoss",
+    "ContentStyleLoss",
+    "GAN_KINDS",
+    "discriminator_loss",
+    "generator_loss",
+    "r1_penalty",
 ]
