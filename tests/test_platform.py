@@ -1,0 +1,219 @@
+"""The book as a platform: execution cache, offline math, the Colab-like install, publishing.
+
+The cache rule (book/_ext/lossbook_cache.py) is tested on a temporary two-chapter book,
+never on the real chapters: each tiny notebook appends its name to a log file when it
+runs, so the log says exactly which chapters a build executed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from html import unescape
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+EXT = ROOT / "book" / "_ext" / "lossbook_cache.py"
+
+
+def _load_cache_ext():
+    spec = importlib.util.spec_from_file_location("lossbook_cache", EXT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+cache_ext = _load_cache_ext()
+
+
+# --- the fingerprint ---------------------------------------------------------------
+
+@pytest.fixture
+def pkg(tmp_path):
+    src = tmp_path / "src" / "lossbook"
+    src.mkdir(parents=True)
+    (src / "__init__.py").write_text('VERSION = "v1"\n')
+    (src / "losses.py").write_text("def mse(a, b):\n    return ((a - b) ** 2).mean()\n")
+    return tmp_path
+
+
+def _fp(root, budget="smoke", pyproject=None):
+    return cache_ext.fingerprint(root, ["src/lossbook"], budget, pyproject)
+
+
+def test_fingerprint_is_stable(pkg):
+    assert _fp(pkg) == _fp(pkg)
+    assert re.fullmatch(r"[0-9a-f]{64}", _fp(pkg))
+
+
+def test_fingerprint_follows_the_package_source(pkg):
+    before = _fp(pkg)
+    (pkg / "src/lossbook/losses.py").write_text("def mse(a, b):\n    return 0\n")
+    assert _fp(pkg) != before
+    edited = _fp(pkg)
+    (pkg / "src/lossbook/new.py").write_text("")  # a new, even empty, module counts
+    assert _fp(pkg) != edited
+    with_new = _fp(pkg)
+    (pkg / "src/lossbook/new.py").rename(pkg / "src/lossbook/renamed.py")
+    assert _fp(pkg) != with_new
+
+
+def test_fingerprint_ignores_bytecode(pkg):
+    before = _fp(pkg)
+    cache = pkg / "src/lossbook/__pycache__"
+    cache.mkdir()
+    (cache / "losses.cpython-311.pyc").write_bytes(b"\x00\x01")
+    (pkg / "src/lossbook/stray.pyc").write_bytes(b"\x00")
+    assert _fp(pkg) == before
+
+
+def test_fingerprint_follows_the_budget(pkg):
+    assert len({_fp(pkg, b) for b in ("smoke", "cpu", "gpu")}) == 3
+    assert _fp(pkg, " Smoke ") == _fp(pkg, "smoke")
+
+
+def test_auto_budget_resolves_like_lossbook(pkg, monkeypatch):
+    from lossbook.budget import get_budget
+
+    monkeypatch.delenv("LOSSBOOK_BUDGET", raising=False)
+    resolved = get_budget().name
+    assert cache_ext.resolve_budget(None) == resolved
+    assert cache_ext.resolve_budget("auto") == resolved
+    assert _fp(pkg, "auto") == _fp(pkg, resolved)
+
+
+def test_fingerprint_follows_dependency_versions(pkg):
+    (pkg / "pyproject.toml").write_text(
+        '[project]\nname = "x"\ndependencies = ["numpy>=1", "pyyaml"]\n')
+    versions = cache_ext.dependency_versions(pkg / "pyproject.toml")
+    import numpy
+
+    assert versions["numpy"] == numpy.__version__
+    assert versions["python"] == sys.version.split()[0]
+    with_deps = _fp(pkg, pyproject="pyproject.toml")
+    (pkg / "pyproject.toml").write_text(
+        '[project]\nname = "x"\ndependencies = ["numpy>=1", "no-such-package-xyz"]\n')
+    assert cache_ext.dependency_versions(pkg / "pyproject.toml")["no-such-package-xyz"] == (
+        "missing")
+    assert _fp(pkg, pyproject="pyproject.toml") != with_deps
+
+
+def test_the_book_uses_the_cache_rule():
+    cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert cfg["execute"]["execute_notebooks"] == "cache"
+    assert "lossbook_cache" in cfg["sphinx"]["local_extensions"]
+    assert (ROOT / cfg["sphinx"]["local_extensions"]["lossbook_cache"] /
+            "lossbook_cache.py").is_file()
+
+
+# --- the rule end to end, on a temporary two-chapter book ------------------------------
+
+def _notebook(name: str, extra: str = "") -> dict:
+    code = (
+        "import os, pathlib\n"
+        f"open(os.environ['EXEC_LOG'], 'a').write('{name}\\n')\n"
+        "pkg = pathlib.Path('src/lossbook/__init__.py').read_text().strip()\n"
+        f"print('OUT budget=' + os.environ['LOSSBOOK_BUDGET'] + ' pkg=' + pkg{extra})"
+    )
+    return {
+        "cells": [
+            {"cell_type": "markdown", "id": "title", "metadata": {},
+             "source": [f"# Chapter {name}\n"]},
+            {"cell_type": "code", "execution_count": None, "id": "code", "metadata": {},
+             "outputs": [], "source": code.splitlines(keepends=True)},
+        ],
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                    "language": "python"}},
+        "nbformat": 4, "nbformat_minor": 5,
+    }
+
+
+def _write_book(book: Path) -> None:
+    (book / "_ext").mkdir(parents=True)
+    shutil.copy(EXT, book / "_ext" / EXT.name)
+    (book / "src" / "lossbook").mkdir(parents=True)
+    (book / "src/lossbook/__init__.py").write_text('VERSION = "v1"\n')
+    (book / "_config.yml").write_text(
+        "title: cache test\nonly_build_toc_files: true\n"
+        "execute:\n  execute_notebooks: cache\n  timeout: 300\n"
+        "sphinx:\n  local_extensions:\n    lossbook_cache: _ext\n"
+        "  config:\n    lossbook_fingerprint_pyproject: ''\n")
+    (book / "_toc.yml").write_text(
+        "format: jb-book\nroot: intro\nchapters:\n  - file: a\n  - file: b\n")
+    (book / "intro.md").write_text("# Intro\n")
+    for name in "ab":
+        (book / f"{name}.ipynb").write_text(json.dumps(_notebook(name), indent=1))
+
+
+class Builder:
+    def __init__(self, book: Path):
+        self.book = book
+        self.log = book / "executed.log"
+        self.times: list[tuple[str, float, list[str]]] = []
+
+    def __call__(self, case: str, budget: str = "smoke") -> list[str]:
+        self.log.write_text("")
+        env = {**os.environ, "EXEC_LOG": str(self.log), "LOSSBOOK_BUDGET": budget,
+               "OMP_NUM_THREADS": "1"}
+        t0 = time.perf_counter()
+        run = subprocess.run([str(BIN / "jupyter-book"), "build", str(self.book), "-W",
+                              "--keep-going"], env=env, capture_output=True, text=True,
+                             timeout=600)
+        elapsed = time.perf_counter() - t0
+        assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+        executed = sorted(self.log.read_text().split())
+        self.times.append((case, elapsed, executed))
+        return executed
+
+    def shown(self, name: str) -> str:
+        html = (self.book / "_build/html" / f"{name}.html").read_text()
+        return re.search(r"OUT (budget=\w+ pkg=[^<\n]*)", unescape(html)).group(1)
+
+
+@pytest.mark.slow
+def test_a_chapter_is_executed_exactly_when_what_it_runs_changed(tmp_path):
+    book = tmp_path / "book"
+    _write_book(book)
+    build = Builder(book)
+
+    assert build("first build") == ["a", "b"]
+    assert build.shown("a") == 'budget=smoke pkg=VERSION = "v1"'
+
+    assert build("no change") == []
+
+    nb = _notebook("a", extra=" + ' (edited)'")
+    (book / "a.ipynb").write_text(json.dumps(nb, indent=1))
+    assert build("one chapter's code edited") == ["a"]
+    assert build.shown("a").endswith("(edited)")
+
+    nb = _notebook("b")
+    nb["cells"][0]["source"] = ["# Chapter b\n", "\n", "Some new prose.\n"]
+    (book / "b.ipynb").write_text(json.dumps(nb, indent=1))
+    assert build("prose-only edit") == []
+    assert "Some new prose." in (book / "_build/html/b.html").read_text()
+
+    (book / "src/lossbook/__init__.py").write_text('VERSION = "v2"\n')
+    assert build("package source edited") == ["a", "b"]
+    assert build.shown("b") == 'budget=smoke pkg=VERSION = "v2"'
+
+    assert build("budget smoke -> cpu", budget="cpu") == ["a", "b"]
+    assert build.shown("a").startswith("budget=cpu ")
+
+    # back to a fingerprint built before: every page re-rendered from the cache, no kernel
+    assert build("budget cpu -> smoke (cached)") == []
+    assert build.shown("a").startswith("budget=smoke ")
+    assert build.shown("b") == 'budget=smoke pkg=VERSION = "v2"'
+
+    print("\ncase | seconds | executed")
+    for case, seconds, executed in build.times:
+        print(f"{case} | {seconds:.1f} | {', '.join(executed) or '-'}")
