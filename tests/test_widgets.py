@@ -82,3 +82,76 @@ def test_static_sweep_values_match_reference(img):
     assert anim.ssim_values[0] > anim.ssim_values[1]
     with pytest.raises(ValueError, match="param must be"):
         widgets.ssim_sweep(img, "alpha", [1])
+
+
+# ---------------------------------------------------------------- 2AFC study app and twin
+
+
+@pytest.fixture
+def study_stimuli(img):
+    return {name: D.DISTORTIONS[name].fn(img, s)
+            for name, s in (("blur", 1.5), ("gaussian noise", 0.05), ("mean shift", 0.1))}
+
+
+def test_png_bytes_round_trip(img):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    back = np.asarray(Image.open(io.BytesIO(widgets.png_bytes(img)))).astype(float) / 255
+    assert back.shape == (48, 48)
+    assert np.abs(back - img[0, 0].numpy()).max() <= 0.5 / 255 + 1e-6
+
+
+def test_study_app_saves_every_answer_and_resumes(tmp_path, study_stimuli):
+    from lossbook import subjective as S
+
+    path = tmp_path / "me.jsonl"
+    app = widgets.study_app(study_stimuli, path, reference=study_stimuli["blur"])
+    n = app.session.design.n_trials
+    assert n == 3 + 1
+    first = app.session.next_trial()
+    app.answer("left")
+    _, _, stored = S.read_responses(path)
+    assert len(stored) == 1 and stored[0]["winner"] == first.left
+    assert stored[0]["simulated"] is False and stored[0]["response_time_s"] >= 0
+    # the key box: typing "j" answers "right" and clears the box
+    keys = next(c for box in app.children if hasattr(box, "children") for c in box.children
+                if getattr(c, "placeholder", "").startswith("click here"))
+    second = app.session.next_trial()
+    keys.value = "j"
+    assert keys.value == ""
+    assert S.read_responses(path)[2][1]["winner"] == second.right
+    # a new app on the same file (a restarted kernel) resumes at trial 3
+    again = widgets.study_app(study_stimuli, path)
+    assert again.session.n_answered == 2
+    again.answer("left")
+    again.answer("left")
+    assert again.session.done and len(S.read_responses(path)[2]) == n
+    again.answer("left")  # after the end: ignored, nothing written
+    assert len(S.read_responses(path)[2]) == n
+    with pytest.raises(ValueError, match="needs images"):
+        widgets.study_app({"blur": study_stimuli["blur"]}, path)
+
+
+def test_study_static_labels_simulated_answers(capsys, study_stimuli):
+    from lossbook import stats
+    from lossbook import subjective as S
+
+    design = S.design_2afc(list(study_stimuli), seed=0)
+    obs = S.SimulatedObserver({"blur": 0.5, "gaussian noise": 0.0, "mean shift": -0.5}, seed=0)
+    responses = [r for _ in range(5) for r in S.simulate_study(design, obs)]
+    metric = {"metric": {"blur": 3.0, "gaussian noise": 2.0, "mean shift": 1.0}}
+    res = widgets.study_static(study_stimuli, responses, metrics=metric)
+    assert "SIMULATED observer" in capsys.readouterr().out
+    assert res["fit"]["label"] == "simulated observer"
+    for fig in res["figures"].values():
+        title = fig._suptitle.get_text() if fig._suptitle else fig.axes[0].get_title()
+        assert "simulated observer" in title
+    rho, tau = res["correlations"]["metric"]
+    assert rho["rho"] == pytest.approx(stats.spearman([3.0, 2.0, 1.0], res["fit"]["scale"],
+                                                      seed=0)["rho"])
+    human = [{**r, "simulated": False} for r in responses]
+    widgets.study_static(study_stimuli, human)
+    assert "SIMULATED" not in capsys.readouterr().out
