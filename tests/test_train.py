@@ -8,8 +8,11 @@ with bitwise identical weights.
 
 from __future__ import annotations
 
+import functools
+import os
 import signal
 import socket
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +23,18 @@ from skimage.metrics import peak_signal_noise_ratio
 
 from lossbook.models import TinyCNN
 from lossbook.train import (
+    CheckpointError,
+    CheckpointLockedError,
     History,
+    RunMismatchError,
     check_batch,
+    check_output_path,
+    checkpoint_lock,
+    clean_stale_temporaries,
     fit,
     load_checkpoint,
     resolve_amp,
+    run_fingerprint,
     save_checkpoint,
 )
 
@@ -374,3 +384,287 @@ def test_a_crafted_checkpoint_cannot_run_code(tmp_path):
     # the guard cannot pass vacuously: a full unpickle of the same file does run the payload
     torch.load(ckpt, weights_only=False)
     assert marker.exists()
+
+
+# ------------------------------------------------------------------ checkpoint guarantees
+# The references: the uninterrupted run (bitwise), and the file's own bytes (a refused
+# file must be left byte for byte as it was).
+
+
+def _flip_bytes_in_a_weight(path: Path) -> None:
+    """Flip a few bytes inside the payload's tensor data (not in the zip structure)."""
+    import io
+    import zipfile
+
+    envelope = torch.load(path, weights_only=True)
+    inner = bytearray(envelope["payload"])
+    with zipfile.ZipFile(io.BytesIO(bytes(inner))) as z:
+        info = next(i for i in z.infolist() if "/data/" in i.filename and i.file_size >= 64)
+        # local header: 30 bytes + name + extra; the data follows (stored, not deflated)
+        name_len = int.from_bytes(inner[info.header_offset + 26:info.header_offset + 28],
+                                  "little")
+        extra_len = int.from_bytes(inner[info.header_offset + 28:info.header_offset + 30],
+                                   "little")
+        start = info.header_offset + 30 + name_len + extra_len
+    for k in range(start + 8, start + 16):
+        inner[k] ^= 0xFF
+    envelope["payload"] = bytes(inner)
+    torch.save(envelope, path)
+
+
+def test_a_flipped_weight_is_refused_by_its_checksum(tmp_path):
+    ckpt = tmp_path / "c.pt"
+    fit(make_model(), combined, sampler, seed=0, checkpoint=ckpt, **{**KW, "steps": 3})
+    _flip_bytes_in_a_weight(ckpt)
+    before = ckpt.read_bytes()
+    # without the checksum, this file loads: the damage would go unnoticed
+    import io
+
+    torch.load(io.BytesIO(torch.load(ckpt, weights_only=True)["payload"]), weights_only=True)
+    with pytest.raises(CheckpointError, match=rf"{ckpt.name}.*checksum does not match"):
+        load_checkpoint(ckpt)
+    with pytest.raises(CheckpointError, match="--restart"):
+        fit(make_model(), combined, sampler, seed=0, checkpoint=ckpt, **KW)
+    assert ckpt.read_bytes() == before  # never overwritten
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "garbage", "directory"])
+def test_a_damaged_checkpoint_gives_one_clear_error_naming_the_file(tmp_path, damage):
+    ckpt = tmp_path / "c.pt"
+    fit(make_model(), combined, sampler, seed=0, checkpoint=ckpt, **{**KW, "steps": 3})
+    data = ckpt.read_bytes()
+    if damage == "directory":
+        ckpt.unlink()
+        ckpt.mkdir()
+    else:
+        ckpt.write_bytes({"truncated": data[: len(data) // 2], "empty": b"",
+                          "garbage": b"\x80\x02not a checkpoint at all" * 10}[damage])
+    before = None if damage == "directory" else ckpt.read_bytes()
+    with pytest.raises(ValueError, match=str(ckpt.name)) as err:
+        fit(make_model(), combined, sampler, seed=0, checkpoint=ckpt, **KW)
+    assert isinstance(err.value, (CheckpointError, ValueError))
+    if before is not None:
+        assert isinstance(err.value, CheckpointError)
+        assert ckpt.read_bytes() == before  # left as it was for the user to inspect
+        # restart=True is the explicit way to start over
+        h = fit(make_model(), combined, sampler, seed=0, checkpoint=ckpt, restart=True, **KW)
+        assert h.resumed_from == 0 and load_checkpoint(ckpt)["step"] == 12
+
+
+def test_an_old_or_foreign_checkpoint_is_refused_with_how_to_proceed(tmp_path):
+    torch.save({"format": 1, "step": 3, "model": {}}, tmp_path / "old.pt")
+    with pytest.raises(CheckpointError, match=r"old\.pt.*not a lossbook training checkpoint"
+                                              r".*Delete it"):
+        load_checkpoint(tmp_path / "old.pt")
+
+
+@pytest.mark.parametrize("change, setting", [
+    ({"lr": 5e-3}, "optimizer"),
+    ({"loss": "l1"}, "loss"),
+    ({"width": 16}, "model"),
+    ({"grad_clip": 1.0}, "grad_clip"),
+    ({"sigma": 0.2}, "data"),
+    ({"steps": 20}, "schedule_steps"),
+])
+def test_a_changed_setting_is_refused_naming_it(tmp_path, change, setting):
+    def run(**c):
+        torch.manual_seed(0)
+        model = TinyCNN(width=c.get("width", 8), depth=3)
+        loss = torch.nn.L1Loss() if c.get("loss") == "l1" else torch.nn.MSELoss()
+        data = functools.partial(noisy_sampler, sigma=c.get("sigma", 0.1))
+        kw = {**KW, "lr": c.get("lr", 1e-3), "steps": c.get("steps", 12)}
+        return fit(model, loss, data, checkpoint=ckpt, grad_clip=c.get("grad_clip"),
+                   checkpoint_every=2, callback=stop_at(4), **kw)
+
+    ckpt = tmp_path / "c.pt"
+    with pytest.raises(KeyboardInterrupt):
+        run()
+    before = ckpt.read_bytes()
+    with pytest.raises(RunMismatchError, match=rf"different run: {setting} differs") as err:
+        run(**change)
+    assert list(err.value.differences) == [setting]
+    assert ckpt.read_bytes() == before
+    # the unchanged settings still resume
+    torch.manual_seed(0)
+    h = fit(TinyCNN(width=8, depth=3), torch.nn.MSELoss(),
+            functools.partial(noisy_sampler, sigma=0.1), checkpoint=ckpt, **KW)
+    assert h.resumed_from == 4
+
+
+def noisy_sampler(n, g, sigma=0.1):
+    y = torch.nn.functional.avg_pool2d(torch.rand(n, 1, SIZE, SIZE, generator=g), 3, 1, 1)
+    return y + sigma * torch.randn(n, 1, SIZE, SIZE, generator=g), y
+
+
+def stop_at(k):
+    def cb(step, model, history):
+        if step == k:
+            raise KeyboardInterrupt
+    return cb
+
+
+def test_run_fingerprint_sees_closures_partials_and_globals_but_not_devices():
+    def make(w):
+        def loss(p, t):
+            return (p - t).abs().mean() * w
+        return loss
+
+    fa, fb = run_fingerprint(loss=make(1.0)), run_fingerprint(loss=make(2.0))
+    assert fa != fb and fa == run_fingerprint(loss=make(1.0))
+    pa = run_fingerprint(d=functools.partial(noisy_sampler, sigma=0.1))
+    pb = run_fingerprint(d=functools.partial(noisy_sampler, sigma=0.2))
+    assert pa != pb
+    t = torch.arange(6.0)
+    assert run_fingerprint(x=t) != run_fingerprint(x=t + 1)
+    assert run_fingerprint(dev=torch.device("cpu")) == run_fingerprint(dev=torch.device("meta"))
+    # parameter values are not part of the run's definition (a resume restores them)
+    assert run_fingerprint(m=make_model(0)) == run_fingerprint(m=make_model(1))
+    assert run_fingerprint(m=make_model(0)) != run_fingerprint(m=TinyCNN(width=4, depth=3))
+
+
+def test_a_second_run_on_the_same_checkpoint_is_refused_while_the_first_runs(tmp_path):
+    ckpt = tmp_path / "c.pt"
+    seen = {}
+
+    def meanwhile(step, model, history):
+        if step == 2:
+            with pytest.raises(CheckpointLockedError, match=rf"{ckpt.name} is in use by "
+                                                            r"another run \(pid"):
+                fit(make_model(), combined, sampler, seed=0, checkpoint=ckpt, **KW)
+            seen["refused"] = True
+
+    fit(make_model(), combined, sampler, seed=0, checkpoint=ckpt, callback=meanwhile, **KW)
+    assert seen["refused"]
+    assert not (tmp_path / "c.pt.lock").exists()  # released at the end
+
+
+def _hold_lock_then_wait(path: str, ready) -> None:
+    with checkpoint_lock(path):
+        ready.set()
+        time.sleep(60)
+
+
+def test_a_lock_left_by_a_killed_run_is_stale_and_taken_over(tmp_path):
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    ready = ctx.Event()
+    ckpt = tmp_path / "c.pt"
+    proc = ctx.Process(target=_hold_lock_then_wait, args=(str(ckpt), ready))
+    proc.start()
+    try:
+        assert ready.wait(30)
+        with pytest.raises(CheckpointLockedError, match=f"pid {proc.pid}"):
+            with checkpoint_lock(ckpt):
+                pass
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.join()
+    assert (tmp_path / "c.pt.lock").exists()  # the kill left the file behind ...
+    h = fit(make_model(), combined, sampler, seed=0, checkpoint=ckpt, **KW)  # ... stale
+    assert h.steps_done == 12
+
+
+def test_temporaries_of_interrupted_writes_are_removed_on_the_next_run(tmp_path):
+    ckpt = tmp_path / "c.pt"
+    dead = tmp_path / ".c.pt.tmp-999999999"
+    dead.write_bytes(b"half a checkpoint")
+    other = tmp_path / ".other.pt.tmp-999999999"  # another file's: not ours to remove
+    other.write_bytes(b"x")
+    fit(make_model(), combined, sampler, seed=0, checkpoint=ckpt, **{**KW, "steps": 2})
+    assert not dead.exists() and other.exists()
+    # without the lock, only temporaries of processes that are gone are removed
+    alive = tmp_path / f".c.pt.tmp-{os.getppid()}"
+    alive.write_bytes(b"x")
+    dead.write_bytes(b"x")
+    assert clean_stale_temporaries(ckpt) == [dead] and alive.exists()
+
+
+def _read_only_dir(tmp_path: Path) -> Path:
+    """A directory this process cannot write: chmod 555, or /sys for root (who may
+    write to any chmod-ed directory)."""
+    if hasattr(os, "geteuid") and os.geteuid() != 0:
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o555)
+        return ro
+    if not Path("/sys").is_dir():
+        pytest.skip("no read-only directory available to root here")
+    return Path("/sys/lossbook-test")
+
+
+def test_output_paths_are_checked_before_training(tmp_path):
+    calls = {"n": 0}
+
+    def counting(n, g):
+        calls["n"] += 1
+        return sampler(n, g)
+
+    ro = _read_only_dir(tmp_path)
+    try:
+        with pytest.raises(PermissionError, match="cannot write to"):
+            fit(make_model(), combined, counting, checkpoint=ro / "c.pt", **KW)
+    finally:
+        if ro.is_relative_to(tmp_path):
+            ro.chmod(0o755)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ValueError, match="is a file, but it must be a directory"):
+        fit(make_model(), combined, counting, checkpoint=tmp_path / "afile" / "c.pt", **KW)
+    with pytest.raises(ValueError, match="is a directory"):
+        check_output_path(tmp_path)
+    assert calls["n"] == 0  # no batch was drawn: nothing was trained
+
+
+def test_fit_checks_its_own_arguments_naming_them():
+    m, mse = make_model(), torch.nn.MSELoss()
+    bad = [
+        ({"grad_clip": -1.0}, ValueError, "grad_clip must be positive and finite"),
+        ({"grad_clip": float("nan")}, ValueError, "grad_clip must be positive"),
+        ({"grad_clip": 0}, ValueError, "grad_clip"),
+        ({"checkpoint_every": 0}, ValueError, "checkpoint_every must be a positive int"),
+        ({"val_every": -2}, ValueError, "val_every must be a positive int"),
+        ({"val_every": 2.5}, ValueError, "val_every"),
+        ({"seed": 1.5}, TypeError, "seed must be an int"),
+        ({"seed": "0"}, TypeError, "seed must be an int"),
+        ({"lr": float("inf")}, ValueError, "lr must be positive and finite"),
+        ({"lr": -1e-3}, ValueError, "lr must be"),
+        ({"data_range": 0.0}, ValueError, "data_range must be positive"),
+        ({"target_range": (1.0, 0.0)}, ValueError, "low < high"),
+        ({"target_range": "all"}, ValueError, "target_range must be"),
+        ({"optimizer": "adam"}, TypeError, "optimizer must be"),
+        ({"restart": "yes"}, TypeError, "restart must be"),
+    ]
+    for kw, exc, msg in bad:
+        with pytest.raises(exc, match=msg):
+            fit(m, mse, sampler, **{**KW, "steps": 1, **kw})
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        fit(lambda x: x, mse, sampler, **KW)
+    with pytest.raises(TypeError, match="loss_fn must be callable"):
+        fit(m, 3.0, sampler, **KW)
+
+
+def test_a_sampler_returning_the_wrong_things_is_named():
+    m, mse = make_model(), torch.nn.MSELoss()
+    with pytest.raises(TypeError, match="must return a pair.*returned 3 values"):
+        fit(m, mse, lambda n, g: (*sampler(n, g), 0), **KW)
+    with pytest.raises(TypeError, match="must return a pair.*returned a Tensor"):
+        fit(m, mse, lambda n, g: sampler(n, g)[0], **KW)
+    with pytest.raises(TypeError, match="inputs is a ndarray.*torch.from_numpy"):
+        fit(m, mse, lambda n, g: tuple(t.numpy() for t in sampler(n, g)), **KW)
+    with pytest.raises(ValueError, match="inputs is empty"):
+        fit(m, mse, lambda n, g: (torch.rand(n, 1, 0, 4), torch.rand(n, 1, 0, 4)), **KW)
+
+
+def test_target_range_none_allows_unbounded_targets():
+    """Issue 11: speckled intensities have no upper bound."""
+    def speckled(n, g):
+        y = 5.0 * torch.rand(n, 1, SIZE, SIZE, generator=g)
+        return y, y
+
+    with pytest.raises(ValueError, match="target_range=\\(0, None\\)"):
+        fit(make_model(), torch.nn.MSELoss(), speckled, **KW)
+    h = fit(make_model(), torch.nn.MSELoss(), speckled, target_range=(0.0, None), **KW)
+    assert h.steps_done == 12
+    with pytest.raises(ValueError, match=r"expected values in \[0.0, inf\]"):
+        fit(make_model(), torch.nn.MSELoss(), lambda n, g: (-1 - speckled(n, g)[0],) * 2,
+            target_range=(0.0, None), **KW)
+    fit(make_model(), torch.nn.MSELoss(), lambda n, g: (-1 - speckled(n, g)[0],) * 2,
+        target_range=None, **{**KW, "steps": 1})

@@ -39,13 +39,22 @@ progress bar and writes checkpoints.
 from __future__ import annotations
 
 import contextlib
+import functools
+import glob
+import hashlib
+import inspect
+import io
 import math
 import os
+import pickle
+import re
 import signal
+import socket
 import sys
 import threading
 import time
 import warnings
+import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -64,12 +73,20 @@ __all__ = [
     "resolve_amp",
     "save_checkpoint",
     "load_checkpoint",
+    "run_fingerprint",
+    "check_fingerprint",
+    "checkpoint_lock",
+    "check_output_path",
+    "clean_stale_temporaries",
+    "CheckpointError",
+    "CheckpointLockedError",
+    "RunMismatchError",
     "check_batch",
 ]
 
 Sampler = Callable[[int, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: payload bytes + SHA-256, run fingerprint
 
 _GPU_HINT = (
     "Training on the CPU although the budget is 'gpu' (or this is Colab): this will be "
@@ -222,14 +239,19 @@ def check_batch(
     targets: object,
     *,
     data_range: float = 1.0,
+    target_range: str | tuple[float | None, float | None] | None = "data_range",
     where: str = "the first batch",
 ) -> None:
     """Refuse a batch that would train on garbage.
 
-    Checks that ``inputs`` and ``targets`` are float tensors of shape ``(N, C, H, W)``
-    with the same ``N``, that every value is finite, and that the targets lie in
-    ``[0, data_range]`` (with 1 % slack). Inputs may leave that range (noise is not
-    clipped) but not by more than ``data_range`` on either side.
+    Checks that ``inputs`` and ``targets`` are non-empty float tensors of shape
+    ``(N, C, H, W)`` with the same ``N``, that every value is finite, and that the
+    targets lie in ``target_range`` (with 1 % of ``data_range`` as slack). The default
+    ``"data_range"`` means ``[0, data_range]``; in a pair ``(low, high)`` a ``None`` bound
+    means "unbounded on that side", and ``target_range=None`` checks nothing but
+    finiteness. Inputs may leave the targets' range (noise is not
+    clipped) but not by more than ``data_range`` on either side of ``[0, data_range]``
+    (only checked on the sides where the targets are bounded).
 
     Raises
     ------
@@ -247,6 +269,11 @@ def check_batch(
                 f"{where}: {name} must have shape (N, C, H, W); got {tuple(t.shape)}. A "
                 "sampler returns a batch of images, e.g. with torch.stack(...)."
             )
+        if t.numel() == 0:
+            raise ValueError(
+                f"{where}: {name} is empty (shape {tuple(t.shape)}); the sampler must "
+                "return at least one image with at least one pixel."
+            )
         if not torch.is_floating_point(t):
             raise TypeError(
                 f"{where}: {name} must be floating point; got {t.dtype}. Convert with "
@@ -262,17 +289,23 @@ def check_batch(
             f"{where}: inputs and targets must hold the same number of images; got "
             f"{inputs.shape[0]} and {targets.shape[0]}."
         )
+    lo_ok, hi_ok = _resolve_target_range(target_range, data_range)
+    if lo_ok is None and hi_ok is None:
+        return
     lo, hi = float(targets.min()), float(targets.max())
     slack = 0.01 * data_range
-    if lo < -slack or hi > data_range + slack:
-        hint = " (8-bit images? divide by 255)" if hi > 2 * data_range else ""
+    if (lo_ok is not None and lo < lo_ok - slack) or (hi_ok is not None and hi > hi_ok + slack):
+        hint = " (8-bit images? divide by 255)" if hi_ok is not None and hi > 2 * hi_ok else ""
+        shown = f"[{'-inf' if lo_ok is None else lo_ok}, {'inf' if hi_ok is None else hi_ok}]"
         raise ValueError(
             f"{where}: targets span [{lo:.4g}, {hi:.4g}] but data_range is {data_range}; "
-            f"expected values in [0, {data_range}]{hint}. Rescale the images or pass "
-            "the matching data_range."
+            f"expected values in {shown}{hint}. Rescale the images or pass "
+            "the matching data_range (or target_range=(0, None) for data without an upper "
+            "bound, such as speckled intensities)."
         )
     ilo, ihi = float(inputs.min()), float(inputs.max())
-    if ilo < -data_range or ihi > 2 * data_range:
+    if (lo_ok is not None and ilo < -data_range) or (hi_ok is not None
+                                                      and ihi > 2 * data_range):
         raise ValueError(
             f"{where}: inputs span [{ilo:.4g}, {ihi:.4g}], far outside [0, {data_range}]; "
             "are they on another scale than the targets (e.g. 0-255 vs 0-1)?"
@@ -322,20 +355,87 @@ def _autocast(device: torch.device, amp: str):
 
 
 # --------------------------------------------------------------------------- checkpoints
+#
+# The guarantees, as small public helpers (``fit`` and the adversarial trainer use them):
+#
+# * save_checkpoint / load_checkpoint: atomic write; a SHA-256 of the payload verified on
+#   every load; ``weights_only`` unpickling; one CheckpointError naming the file for any
+#   corrupt, truncated, foreign or tampered file (the file is never overwritten for it).
+# * run_fingerprint / check_fingerprint: what defines a run, compared setting by setting.
+# * checkpoint_lock: one writer per checkpoint path (an OS lock, released by a kill).
+# * check_output_path / clean_stale_temporaries: fail before training, not after it.
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: corrupt, truncated, not lossbook's, or tampered.
+
+    The message names the file, says what is wrong and how to proceed. Subclasses
+    ``ValueError``, so code that catches bad input in general catches it too.
+    """
+
+
+class RunMismatchError(ValueError):
+    """A checkpoint written by a different run (another model, loss, optimiser, data ...).
+
+    ``differences`` maps each setting that differs to ``(in the checkpoint, in this run)``.
+    """
+
+    def __init__(self, message: str, differences: dict[str, tuple[str, str]] | None = None):
+        super().__init__(message)
+        self.differences = dict(differences or {})
+
+
+class CheckpointLockedError(RuntimeError):
+    """Another live process is writing to the same checkpoint path."""
+
+
+_HOW_TO_PROCEED = (
+    "Delete it (or move it aside) to start this run over; with `python -m lossbook run` "
+    "pass --restart."
+)
+
+
+def _tmp_name(path: Path, pid: int | None = None) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid() if pid is None else pid}")
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
-    """Write ``state`` with ``torch.save`` atomically: to a temporary file, then rename.
+    """Write ``state`` to ``path`` atomically, with a checksum of its contents.
 
-    A crash or kill while writing leaves the previous checkpoint at ``path`` intact (the
-    rename is atomic on POSIX and Windows). Returns the path.
+    The file is a ``torch.save`` of ``{"format", "step", "sha256", "payload"}``, where
+    ``payload`` is the ``torch.save`` bytes of ``state`` and ``sha256`` their SHA-256;
+    :func:`load_checkpoint` verifies it. The write goes to a temporary file
+    ``.NAME.tmp-PID`` in the same directory, is flushed to disk, then renamed over
+    ``path`` (atomic on POSIX and Windows): a crash or kill while writing leaves the
+    previous checkpoint intact, and a temporary file that a kill left behind is removed
+    by :func:`clean_stale_temporaries` (which :func:`fit` calls).
+
+    Parameters
+    ----------
+    path : path
+        Destination (its directory is created).
+    state : dict
+        Tensors, numbers, strings, ``None`` and containers of them (what
+        ``torch.load(weights_only=True)`` can rebuild); ``state["step"]``, if present,
+        is copied into the header so that tools can read it without the payload.
+
+    Returns
+    -------
+    Path
     """
+    if not isinstance(state, dict):
+        raise TypeError(f"state must be a dict; got {type(state).__name__}.")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    payload = buffer.getvalue()
+    envelope = {"format": CHECKPOINT_FORMAT, "step": state.get("step"),
+                "sha256": hashlib.sha256(payload).hexdigest(), "payload": payload}
+    tmp = _tmp_name(path)
     try:
         with open(tmp, "wb") as f:
-            torch.save(state, f)
+            torch.save(envelope, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -345,24 +445,422 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
     return path
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Read a checkpoint written by :func:`fit` (or :func:`save_checkpoint`).
+def load_checkpoint(
+    path: str | os.PathLike,
+    map_location: str | torch.device = "cpu",
+    *,
+    fingerprint: dict[str, str] | None = None,
+) -> dict:
+    """Read and verify a checkpoint written by :func:`save_checkpoint` (or :func:`fit`).
 
     The file is read with ``torch.load(..., weights_only=True)``: only tensors, numbers,
-    strings and containers of them are rebuilt, so a crafted checkpoint cannot run code
-    (a full unpickle would execute whatever the file asks for). lossbook's own
-    checkpoints hold nothing else.
+    strings and containers of them are rebuilt, so a crafted file cannot run code (a full
+    unpickle would execute whatever the file asks for). The payload's SHA-256 must match
+    the one stored with it, so a file with flipped or missing bytes is refused instead of
+    resuming from garbage.
+
+    Parameters
+    ----------
+    path : path
+        The checkpoint.
+    map_location : str or torch.device
+        Where to put the tensors (default ``"cpu"``).
+    fingerprint : dict, optional
+        This run's :func:`run_fingerprint`; if given, it is compared with the one stored
+        in the checkpoint (``state["fingerprint"]``) by :func:`check_fingerprint`.
+
+    Returns
+    -------
+    dict
+        The ``state`` that was saved.
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no file at ``path``.
+    CheckpointError
+        (a ``ValueError``) if the file is unreadable, truncated, corrupt, fails its
+        checksum, or is not a lossbook checkpoint; the message names the file.
+    RunMismatchError
+        (a ``ValueError``) if ``fingerprint`` differs from the stored one.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}.")
-    state = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(
-            f"{path} is not a lossbook training checkpoint (format {CHECKPOINT_FORMAT}); "
-            "delete it to start over."
-        )
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint path {path} is not a file (a directory?). "
+                              "Pass the path of a .pt file.")
+
+    def bad(what: str, err: BaseException | None = None) -> CheckpointError:
+        cause = f" ({type(err).__name__}: {err})" if err is not None else ""
+        return CheckpointError(f"cannot resume from checkpoint {path}: {what}{cause}. "
+                               f"{_HOW_TO_PROCEED}")
+
+    try:
+        envelope = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise bad("it holds objects other than tensors and numbers, so it was not written "
+                  "by lossbook (it was not unpickled: loading it could run code)", err) from err
+    except (EOFError, RuntimeError, OSError, ValueError, KeyError, IndexError, TypeError,
+            AttributeError, UnicodeDecodeError, zipfile.BadZipFile) as err:
+        raise bad("the file is truncated or corrupt (an interrupted copy or a full disk?)",
+                  err) from err
+    if not isinstance(envelope, dict) or "sha256" not in envelope:
+        raise bad(f"it is not a lossbook training checkpoint (format {CHECKPOINT_FORMAT}, "
+                  "with a checksum); it may come from another program or an older lossbook")
+    if envelope.get("format") != CHECKPOINT_FORMAT:
+        raise bad(f"it is not a lossbook training checkpoint of format {CHECKPOINT_FORMAT} "
+                  f"(format {envelope.get('format')!r})")
+    payload = envelope.get("payload")
+    if not isinstance(payload, bytes) or hashlib.sha256(payload).hexdigest() != envelope["sha256"]:
+        raise bad("its checksum does not match its contents (the file was damaged or "
+                  "edited after it was written)")
+    try:
+        state = torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
+    except Exception as err:  # the checksum matched, so this is not damage: say what it was
+        raise bad("its contents cannot be read back", err) from err
+    if not isinstance(state, dict):
+        raise bad("its contents are not a dict of training state")
+    if fingerprint is not None:
+        check_fingerprint(state.get("fingerprint"), fingerprint, path=path)
     return state
+
+
+# ----------------------------------------------------------------- run fingerprints
+
+_FP_DEPTH = 6
+_FP_MAX_ITEMS = 64
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def _describe_tensor(t: torch.Tensor) -> str:
+    t = t.detach()
+    head = f"tensor{tuple(t.shape)} {str(t.dtype).replace('torch.', '')}"
+    if t.is_floating_point() or t.is_complex() or t.dtype in (torch.bool, torch.uint8,
+                                                             torch.int8, torch.int16,
+                                                             torch.int32, torch.int64):
+        flat = t.reshape(-1)
+        if flat.numel() > 2**24:  # huge: a strided sample of 2**20 values stands for it
+            flat = flat[:: flat.numel() // 2**20 + 1]
+        try:
+            return f"{head} #{_digest(flat.cpu().contiguous().numpy().tobytes())}"
+        except (TypeError, RuntimeError):  # bfloat16 and friends have no numpy dtype
+            return f"{head} #{_digest(flat.float().cpu().numpy().tobytes())}"
+    return head
+
+
+def _describe_module(m: nn.Module, depth: int) -> str:
+    shapes = ", ".join(f"{k}:{tuple(v.shape)}" for k, v in m.state_dict().items())
+    public = {k: v for k, v in vars(m).items() if not k.startswith("_") and k != "training"
+              and not isinstance(v, (nn.Module, torch.Tensor))}
+    extra = _describe(public, depth + 1) if public else ""
+    text = re.sub(r" at 0x[0-9a-fA-F]+", "", " ".join(repr(m).split()))  # no addresses
+    return f"{text} [{shapes}] {extra}".strip()
+
+
+def _describe(obj: object, depth: int = 0) -> str:
+    """A stable text that changes when anything that defines ``obj``'s behaviour changes.
+
+    Device placement and memory addresses are left out (resuming on another device is
+    the same run); parameter *values* of modules are left out (they are what training
+    changes); tensors held by data or losses are summarised by a hash of their values.
+    """
+    if depth > _FP_DEPTH:
+        return "..."
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return repr(obj)
+    if isinstance(obj, float):
+        return repr(obj)
+    if isinstance(obj, torch.device):
+        return "device"
+    if isinstance(obj, torch.dtype):
+        return str(obj)
+    if isinstance(obj, torch.Tensor):
+        return _describe_tensor(obj)
+    if isinstance(obj, nn.Module):
+        return _describe_module(obj, depth)
+    if isinstance(obj, (list, tuple)):
+        items = [_describe(v, depth + 1) for v in list(obj)[:_FP_MAX_ITEMS]]
+        more = f", +{len(obj) - _FP_MAX_ITEMS}" if len(obj) > _FP_MAX_ITEMS else ""
+        return f"{type(obj).__name__}[{', '.join(items)}{more}]"
+    if isinstance(obj, dict):
+        keys = sorted(obj, key=str)[:_FP_MAX_ITEMS]
+        return "{" + ", ".join(f"{k}: {_describe(obj[k], depth + 1)}" for k in keys) + "}"
+    if isinstance(obj, functools.partial):
+        return (f"partial({_describe(obj.func, depth + 1)}, {_describe(obj.args, depth + 1)}, "
+                f"{_describe(obj.keywords, depth + 1)})")
+    if inspect.ismethod(obj):
+        return f"{_describe(obj.__self__, depth + 1)}.{obj.__func__.__name__}"
+    if inspect.isfunction(obj):
+        return _describe_function(obj, depth)
+    if inspect.isclass(obj) or inspect.isbuiltin(obj) or inspect.ismodule(obj):
+        return f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', obj)}"
+    if hasattr(obj, "__array__") and hasattr(obj, "shape"):
+        with contextlib.suppress(Exception):
+            return _describe_tensor(torch.as_tensor(obj))
+    name = f"{type(obj).__module__}.{type(obj).__qualname__}"
+    state = getattr(obj, "__dict__", None)
+    if state is None and hasattr(type(obj), "__slots__"):
+        state = {k: getattr(obj, k) for k in type(obj).__slots__ if hasattr(obj, k)}
+    if state is None:
+        return name
+    return f"{name}{_describe(dict(state), depth + 1)}"
+
+
+def _describe_function(fn, depth: int) -> str:
+    code = fn.__code__
+    parts = [f"{fn.__module__}.{fn.__qualname__}"]
+    if fn.__defaults__:
+        parts.append(f"defaults={_describe(fn.__defaults__, depth + 1)}")
+    if fn.__kwdefaults__:
+        parts.append(f"kwdefaults={_describe(fn.__kwdefaults__, depth + 1)}")
+    if fn.__closure__:
+        cells = []
+        for name, cell in zip(code.co_freevars, fn.__closure__, strict=False):
+            try:
+                cells.append(f"{name}={_describe(cell.cell_contents, depth + 1)}")
+            except ValueError:  # an empty cell
+                cells.append(f"{name}=<empty>")
+        parts.append(f"closure({', '.join(cells)})")
+    consts = [c for c in code.co_consts if isinstance(c, (int, float, str, bool))
+              and c != fn.__doc__]
+    if consts:
+        parts.append(f"consts={consts!r}")
+    numbers = {n: fn.__globals__[n] for n in code.co_names
+               if isinstance(fn.__globals__.get(n), (int, float))}
+    if numbers:
+        parts.append(f"globals={_describe(numbers, depth + 1)}")
+    return " ".join(parts)
+
+
+def run_fingerprint(**settings: object) -> dict[str, str]:
+    """Describe what defines a run, one entry per setting, to store with its checkpoints.
+
+    Each keyword becomes one entry: a stable text for numbers and strings; for a module,
+    its ``repr``, the names and shapes of its parameters and buffers (not their values:
+    a resumed run restores them), and its public attributes; for a function, its name,
+    defaults, closure values, constants and the numeric globals it reads; for any other
+    object (a sampler, say), its class and attributes; tensors are summarised by shape,
+    dtype and a hash of their values. Devices are left out, so a run may resume on
+    another device. Compare two fingerprints with :func:`check_fingerprint`.
+
+    Parameters
+    ----------
+    **settings
+        E.g. ``model=model, loss=loss_fn, optimizer=opt, data=sampler, seed=0``.
+
+    Returns
+    -------
+    dict of str to str
+
+    Examples
+    --------
+    >>> a = run_fingerprint(lr=1e-3, loss=torch.nn.L1Loss())
+    >>> b = run_fingerprint(lr=1e-3, loss=torch.nn.MSELoss())
+    >>> a["lr"] == b["lr"], a["loss"] == b["loss"]
+    (True, False)
+    """
+    return {key: _describe(value) for key, value in settings.items()}
+
+
+def _optimizer_settings(opt: torch.optim.Optimizer) -> dict:
+    groups = []
+    for g in opt.param_groups:
+        hyper = {k: v for k, v in g.items() if k not in ("params", "lr", "initial_lr")}
+        hyper["lr"] = g.get("initial_lr", g["lr"])
+        groups.append(hyper)
+    return {"class": type(opt).__qualname__, "groups": groups}
+
+
+def _clip(text: str, at: int, width: int = 160) -> str:
+    lo = max(0, at - width // 2)
+    return ("..." if lo else "") + text[lo:lo + width] + ("..." if lo + width < len(text) else "")
+
+
+def check_fingerprint(saved: dict | None, current: dict[str, str], *,
+                      path: str | os.PathLike | None = None) -> None:
+    """Refuse to resume a different run: compare two :func:`run_fingerprint` results.
+
+    Raises
+    ------
+    RunMismatchError
+        (a ``ValueError``) naming every setting that differs, with the checkpoint's and
+        this run's value around the first difference, and how to proceed.
+    CheckpointError
+        If ``saved`` is missing (a checkpoint written without a fingerprint).
+    """
+    where = f"checkpoint {path}" if path is not None else "the checkpoint"
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{where} holds no run fingerprint, so it cannot be checked "
+                              f"to belong to this run. {_HOW_TO_PROCEED}")
+    diffs = {}
+    for key in sorted(set(saved) | set(current)):
+        a, b = saved.get(key, "<not set>"), current.get(key, "<not set>")
+        if a != b:
+            diffs[key] = (a, b)
+    if not diffs:
+        return
+    lines = []
+    for key, (a, b) in diffs.items():
+        at = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y),
+                  min(len(a), len(b)))
+        lines.append(f"  {key}: checkpoint has {_clip(a, at)}\n"
+                     f"  {' ' * len(key)}  this run has {_clip(b, at)}")
+    raise RunMismatchError(
+        f"{where} was written by a different run: {', '.join(diffs)} "
+        f"{'differs' if len(diffs) == 1 else 'differ'}.\n" + "\n".join(lines) + "\n"
+        "A resumed run must use the same settings. Change them back to continue it, or "
+        f"use another checkpoint path for the new run. {_HOW_TO_PROCEED}",
+        diffs,
+    )
+
+
+# ----------------------------------------------------------------- locks and paths
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists, owned by someone else
+    return True
+
+
+def clean_stale_temporaries(path: str | os.PathLike, *, all_pids: bool = False) -> list[Path]:
+    """Remove ``.NAME.tmp-PID`` files that an interrupted write of ``path`` left behind.
+
+    Only files of processes that no longer run on this machine are removed (or every
+    one but this process's with ``all_pids=True``, which :func:`fit` uses while it holds
+    :func:`checkpoint_lock`). Returns the removed paths.
+    """
+    path = Path(path)
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    prefix = f".{path.name}.tmp-"
+    for p in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
+        pid_text = p.name[len(prefix):]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid():
+            continue
+        if all_pids or not _pid_alive(int(pid_text)):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+                removed.append(p)
+    return removed
+
+
+def check_output_path(path: str | os.PathLike, *, kind: str = "file") -> Path:
+    """Check, before any work, that ``path`` can be written; create its directory.
+
+    ``kind="file"``: ``path`` must not be a directory and its parent must be (or become)
+    a writable directory. ``kind="dir"``: ``path`` must be (or become) a writable
+    directory. Writability is tested by creating and removing a small file, so read-only
+    mounts and permission problems show up now rather than after minutes of training.
+
+    Raises
+    ------
+    ValueError
+        If a file stands where a directory is needed or a directory where a file is.
+    PermissionError
+        If the directory cannot be written; the message names it.
+    """
+    if kind not in ("file", "dir"):
+        raise ValueError(f"kind must be 'file' or 'dir'; got {kind!r}.")
+    path = Path(path)
+    directory = path if kind == "dir" else path.parent
+    if kind == "file" and path.is_dir():
+        raise ValueError(f"{path} is a directory, but a file is to be written there; "
+                         "remove the directory or choose another path.")
+    for parent in [directory, *directory.parents]:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"{parent} is a file, but it must be a directory to hold "
+                                 f"{path}; remove it or choose another path.")
+            break
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".lossbook-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise PermissionError(
+            f"cannot write to {directory} ({err.strerror or err}); choose a writable "
+            "directory (e.g. --out under your home) or fix its permissions."
+        ) from err
+    return path
+
+
+@contextlib.contextmanager
+def checkpoint_lock(path: str | os.PathLike):
+    """Hold ``PATH.lock`` while a run writes the checkpoint ``path``: one run per path.
+
+    The lock is an operating-system lock (``fcntl.flock``; ``msvcrt`` on Windows) on the
+    file ``PATH.lock``, which also records the holder's host, pid and start time. The
+    system releases it when the holder exits or is killed, so a lock file left behind by
+    a killed run is stale and is simply taken over. While held, temporary files of
+    interrupted writes of ``path`` are removed (:func:`clean_stale_temporaries`).
+
+    Raises
+    ------
+    CheckpointLockedError
+        If another live process holds the lock; the message names it and the file.
+    """
+    path = Path(path)
+    check_output_path(path)
+    lock_path = path.with_name(path.name + ".lock")
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            _os_lock(fd)
+        except OSError:
+            try:
+                holder = os.read(fd, 512).decode(errors="replace").strip() or "unknown"
+            finally:
+                os.close(fd)
+            raise CheckpointLockedError(
+                f"checkpoint {path} is in use by another run ({holder}; lock file "
+                f"{lock_path}). Two runs writing one checkpoint would mix their weights: "
+                "wait for the other run to finish, stop it, or use another checkpoint "
+                "path (e.g. another --out)."
+            ) from None
+        try:  # the holder may have removed the file between our open and our lock
+            same = os.fstat(fd).st_ino == os.stat(lock_path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, (f"pid {os.getpid()} on {socket.gethostname()} since "
+                      f"{time.strftime('%Y-%m-%d %H:%M:%S')}").encode())
+        clean_stale_temporaries(path, all_pids=True)
+        yield lock_path
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(lock_path)
+        os.close(fd)  # closing releases the lock
+
+
+def _os_lock(fd: int) -> None:
+    """Take an exclusive, non-blocking lock on ``fd`` (raise ``OSError`` if held)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 def _step_seed(seed: int, rank: int, step: int) -> int:
@@ -473,6 +971,8 @@ def fit(
     grad_clip: float | None = None,
     callback: Callable[[int, nn.Module, History], None] | None = None,
     progress: bool = True,
+    restart: bool = False,
+    target_range: str | tuple[float | None, float | None] | None = "data_range",
     log_dir: str | os.PathLike | None = None,
 ) -> History:
     r"""Train ``model`` for ``steps`` optimiser steps and return its :class:`History`.
@@ -518,7 +1018,9 @@ def fit(
         Record the loss every this many steps and at the last one. Default 10.
     checkpoint : path, optional
         Save here every ``checkpoint_every`` steps, at the end and on
-        ``KeyboardInterrupt``; if the file exists, **resume** from it.
+        ``KeyboardInterrupt``; if the file exists, **resume** from it. The file is
+        verified (checksum, run fingerprint) and locked for the run's duration; see
+        "Checkpoints" below.
     checkpoint_every : int, optional
         Default: ``max(1, steps // 10)``.
     seed : int
@@ -531,7 +1033,7 @@ def fit(
         Value range of the targets, ``[0, data_range]``: checked on the first batch and
         used for the validation PSNR. Default 1.0.
     grad_clip : float, optional
-        Clip the gradients' global norm to this value.
+        Clip the gradients' global norm to this value (positive and finite).
     callback : callable, optional
         ``callback(step, model, history)`` after every step (e.g. to plot live).
     progress : bool
@@ -540,6 +1042,14 @@ def fit(
         Write TensorBoard events here (every loss term, the learning rate, the
         validation metrics and an image grid of the validation batch); see
         :mod:`lossbook.monitor`. Needs the ``tensorboard`` package.
+    restart : bool
+        Ignore an existing ``checkpoint`` and train from scratch, replacing it at the
+        first save. Default ``False``: resume from it (after checking it).
+    target_range : "data_range", (low, high) or None
+        The range the first batch's targets must lie in (1 % slack): the default
+        ``"data_range"`` is ``[0, data_range]``; either bound may be ``None`` for data
+        that is legitimately unbounded on that side (speckled SAR intensities:
+        ``(0, None)``); ``None`` checks only that values are finite.
 
     Returns
     -------
@@ -551,12 +1061,29 @@ def fit(
         If the loss becomes NaN or infinite; the message gives the step and the loss
         components of that step and of the last logged step.
     ValueError, TypeError
-        For invalid arguments, a first batch that fails :func:`check_batch`, a model
-        output whose shape differs from the targets', or a checkpoint written with a
-        different ``batch_size``, ``seed`` or number of processes.
+        For invalid arguments (each named), a sampler that does not return a pair of
+        tensors, a first batch that fails :func:`check_batch`, or a model output whose
+        shape differs from the targets'.
+    CheckpointError
+        (a ``ValueError``) for a checkpoint that is corrupt, truncated, tampered with or
+        not lossbook's; it is left untouched.
+    RunMismatchError
+        (a ``ValueError``) for a checkpoint written by a different run: another model,
+        loss, optimiser or its hyper-parameters, data, batch size, seed, schedule,
+        ``grad_clip`` or ``data_range`` (see :func:`run_fingerprint`); the message says
+        which setting differs.
+    CheckpointLockedError
+        If another live process is training on the same checkpoint path.
 
     Notes
     -----
+    Checkpoints: written atomically by :func:`save_checkpoint` with a SHA-256 of their
+    contents and the run's :func:`run_fingerprint`; read by :func:`load_checkpoint`
+    (``weights_only``: a crafted file cannot run code), which refuses damaged files and
+    names them; while training, :func:`checkpoint_lock` keeps a second run off the same
+    path, and temporary files of interrupted writes are removed. The directory is checked
+    to be writable before training starts.
+
     Determinism: on the CPU, two runs with the same seed, model initialisation and
     arguments give bitwise identical weights, and so does a run that was interrupted
     and resumed from its checkpoint. On CUDA, cuDNN may add differences at the level
@@ -573,17 +1100,11 @@ def fit(
     >>> h.steps_done
     5
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int; got {steps!r}.")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int; got {batch_size!r}.")
-    if isinstance(log_every, bool) or not isinstance(log_every, int) or log_every < 1:
-        raise ValueError(f"log_every must be a positive int; got {log_every!r}.")
-    if not callable(data):
-        raise TypeError(
-            f"data must be a callable data(batch_size, generator) -> (inputs, targets); got "
-            f"{type(data).__name__}. Wrap tensors in a function or use a PatchSampler."
-        )
+    _check_fit_arguments(model, loss_fn, data, steps=steps, batch_size=batch_size, lr=lr,
+                         optimizer=optimizer, val_every=val_every, log_every=log_every,
+                         checkpoint_every=checkpoint_every, seed=seed, data_range=data_range,
+                         grad_clip=grad_clip, callback=callback, restart=restart)
+    _resolve_target_range(target_range, data_range)  # fail now, not at the first batch
 
     # --- where, how, and from which step ------------------------------------------------
     _maybe_init_distributed()
@@ -597,6 +1118,8 @@ def fit(
     local_batch = batch_size // world
     device = resolve_device(device)
     amp = resolve_amp(amp, device)
+    if checkpoint is not None:
+        check_output_path(checkpoint)  # before any work: a read-only directory fails now
     if rank == 0:
         _warn_if_gpu_forgotten(device)
     model.to(device)
@@ -609,150 +1132,268 @@ def fit(
     checkpoint_every = checkpoint_every or max(1, steps // 10)
     val_every = val_every or max(log_every, steps // 10)
     config = {"batch_size": batch_size, "seed": seed, "world_size": world}
+    fingerprint = run_fingerprint(
+        model=model, loss=loss_fn, optimizer=_optimizer_settings(opt), data=data,
+        lr_schedule=lr_schedule,
+        # a schedule is a function of (step, steps): with one, more steps is another run
+        schedule_steps=steps if lr_schedule is not None else None,
+        batch_size=batch_size, seed=seed, world_size=world, grad_clip=grad_clip,
+        data_range=data_range,
+    )
 
-    history = History(device=str(device), amp=amp, world_size=world)
-    window = _Window()
-    if checkpoint is not None and Path(checkpoint).is_file():
-        state = load_checkpoint(checkpoint, map_location=device)
-        for key, value in config.items():
-            if state["config"][key] != value:
-                raise ValueError(
-                    f"checkpoint {checkpoint} was written with {key}={state['config'][key]!r}"
-                    f" but this run asks for {key}={value!r}; a resumed run must use the "
-                    "same settings. Delete the checkpoint to start over."
-                )
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        history = History.from_dict(state["history"])
-        history.resumed_from = state["step"]
-        history.device, history.amp, history.world_size = str(device), amp, world
-        window = _Window(**state["window"])
-        if state["step"] > steps:
-            warnings.warn(f"checkpoint {checkpoint} is at step {state['step']}, past the "
-                          f"requested {steps} steps; returning it as is.", stacklevel=2)
-    start_step = history.steps_done
-    monitor = Monitor(log_dir, enabled=rank == 0, start_step=start_step,
-                      data_range=data_range)
-    net = model
-    if world > 1:
-        ids = [device.index] if device.type == "cuda" else None
-        net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
-
-    clock = {"t0": time.perf_counter(), "seconds": history.seconds, "data": history.data_seconds,
-             "val": 0.0}
-
-    def update_clock() -> None:
-        history.seconds = clock["seconds"] + time.perf_counter() - clock["t0"] - clock["val"]
-        history.data_seconds = clock["data"]
-        history.images_per_second = history.steps_done * batch_size / max(history.seconds,
-                                                                           1e-9)
-
-    def snapshot() -> None:
-        update_clock()
-        if rank != 0 or checkpoint is None:
-            return
-        save_checkpoint(checkpoint, {
-            "format": CHECKPOINT_FORMAT, "step": history.steps_done, "config": config,
-            "model": model.state_dict(), "optimizer": opt.state_dict(),
-            "scaler": scaler.state_dict(), "generator": gen.get_state(),
-            "window": window.state(), "history": history.to_dict(),
-        })
-
-    def validate(step: int) -> None:
-        if val_data is None or rank != 0:
-            return
-        tv = time.perf_counter()
-        for k, v in _validate(model, loss_fn, val_data, device, amp, data_range).items():
-            history.val.setdefault(k, []).append(v)
-        history.val_step.append(step)
-        monitor.log_validation(step, {k: v[-1] for k, v in history.val.items()}, model,
-                               val_data, device)
-        clock["val"] += time.perf_counter() - tv
-
-    def reseed(step: int) -> None:
-        s = _step_seed(seed, rank, step)
-        gen.manual_seed(s)
-        torch.default_generator.manual_seed(s)
-        if device.type == "cuda":
-            torch.cuda.default_generators[device.index or 0].manual_seed(s)
-
-    # --- the loop ------------------------------------------------------------------------
-    bar = None
-    if progress and rank == 0 and start_step < steps:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=steps, initial=start_step, desc="training", leave=False)
-    last_logged: tuple[int, dict] = (start_step, {})
-    forked = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=forked), _DeferInterrupt() as interrupt:
-        net.train()
-        try:
-            for step in range(start_step + 1, steps + 1):
-                reseed(step)
-                if schedule is not None:
-                    for group in opt.param_groups:
-                        group["lr"] = group["initial_lr"] * schedule(step, steps)
-                td = time.perf_counter()
-                inputs, targets = data(local_batch, gen)
-                inputs, targets = inputs.to(device), targets.to(device)
-                clock["data"] += time.perf_counter() - td
-                if step == start_step + 1:
-                    check_batch(inputs, targets, data_range=data_range,
-                                where=f"the batch of step {step}")
-                with _autocast(device, amp):
-                    pred = net(inputs)
-                if step == start_step + 1:
-                    _check_prediction(pred, targets)
-                loss, parts = _split_loss(loss_fn(pred.float(), targets.float()))
-                if not bool(torch.isfinite(loss)):
-                    raise FloatingPointError(
-                        f"the loss became {float(loss.detach())} at step {step} (components "
-                        f"at that step: {parts}; last logged, at step {last_logged[0]}: "
-                        f"{last_logged[1]}). Training stopped. Lower the learning rate, "
-                        "pass grad_clip=1.0, or check the data and the loss for a division "
-                        "by zero."
+    with contextlib.ExitStack() as held:
+        if checkpoint is not None and rank == 0:
+            held.enter_context(checkpoint_lock(checkpoint))  # one run per checkpoint
+        history = History(device=str(device), amp=amp, world_size=world)
+        window = _Window()
+        if checkpoint is not None and Path(checkpoint).exists() and not restart:
+            state = load_checkpoint(checkpoint, map_location=device)
+            for key, value in config.items():  # the clearest message for the usual ones
+                if state.get("config", {}).get(key) != value:
+                    raise RunMismatchError(
+                        f"checkpoint {checkpoint} was written with {key}="
+                        f"{state.get('config', {}).get(key)!r} but this run asks for "
+                        f"{key}={value!r}; a resumed run must use the same settings. "
+                        f"{_HOW_TO_PROCEED}",
+                        {key: (repr(state.get("config", {}).get(key)), repr(value))},
                     )
-                opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if grad_clip is not None:
-                    scaler.unscale_(opt)
-                    nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-                scaler.step(opt)
-                scaler.update()
-                history.steps_done = step  # the model now holds this step's update
+            check_fingerprint(state.get("fingerprint"), fingerprint, path=checkpoint)
+            try:
+                model.load_state_dict(state["model"])
+                opt.load_state_dict(state["optimizer"])
+                scaler.load_state_dict(state["scaler"])
+                history = History.from_dict(state["history"])
+                step_saved = int(state["step"])
+                window = _Window(**state["window"])
+            except (KeyError, TypeError, ValueError, RuntimeError) as err:
+                raise CheckpointError(
+                    f"cannot resume from checkpoint {checkpoint}: its training state is "
+                    f"incomplete ({type(err).__name__}: {err}). {_HOW_TO_PROCEED}"
+                ) from err
+            history.resumed_from = step_saved
+            history.device, history.amp, history.world_size = str(device), amp, world
+            if step_saved > steps:
+                warnings.warn(f"checkpoint {checkpoint} is at step {step_saved}, past the "
+                              f"requested {steps} steps; returning it as is.", stacklevel=2)
+        start_step = history.steps_done
+        monitor = Monitor(log_dir, enabled=rank == 0, start_step=start_step,
+                          data_range=data_range)
+        net = model
+        if world > 1:
+            ids = [device.index] if device.type == "cuda" else None
+            net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
-                window.add(float(loss.detach()), parts)
-                if step % log_every == 0 or step == steps:
-                    mean, mean_parts = window.flush()
-                    history.step.append(step)
-                    history.loss.append(mean)
-                    for k, v in mean_parts.items():
-                        history.components.setdefault(k, []).append(v)
-                    last_logged = (step, mean_parts)
-                    monitor.log_train(step, mean, mean_parts, opt)
+        clock = {"t0": time.perf_counter(), "seconds": history.seconds,
+                 "data": history.data_seconds, "val": 0.0}
+
+        def update_clock() -> None:
+            history.seconds = (clock["seconds"] + time.perf_counter() - clock["t0"]
+                               - clock["val"])
+            history.data_seconds = clock["data"]
+            history.images_per_second = (history.steps_done * batch_size
+                                         / max(history.seconds, 1e-9))
+
+        def snapshot() -> None:
+            update_clock()
+            if rank != 0 or checkpoint is None:
+                return
+            save_checkpoint(checkpoint, {
+                "format": CHECKPOINT_FORMAT, "step": history.steps_done, "config": config,
+                "fingerprint": fingerprint,
+                "model": model.state_dict(), "optimizer": opt.state_dict(),
+                "scaler": scaler.state_dict(), "generator": gen.get_state(),
+                "window": window.state(), "history": history.to_dict(),
+            })
+
+        def validate(step: int) -> None:
+            if val_data is None or rank != 0:
+                return
+            tv = time.perf_counter()
+            for k, v in _validate(model, loss_fn, val_data, device, amp, data_range).items():
+                history.val.setdefault(k, []).append(v)
+            history.val_step.append(step)
+            monitor.log_validation(step, {k: v[-1] for k, v in history.val.items()}, model,
+                                   val_data, device)
+            clock["val"] += time.perf_counter() - tv
+
+        def reseed(step: int) -> None:
+            s = _step_seed(seed, rank, step)
+            gen.manual_seed(s)
+            torch.default_generator.manual_seed(s)
+            if device.type == "cuda":
+                torch.cuda.default_generators[device.index or 0].manual_seed(s)
+
+        # --- the loop --------------------------------------------------------------------
+        bar = None
+        if progress and rank == 0 and start_step < steps:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=steps, initial=start_step, desc="training", leave=False)
+        last_logged: tuple[int, dict] = (start_step, {})
+        forked = [device] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=forked), _DeferInterrupt() as interrupt:
+            net.train()
+            try:
+                for step in range(start_step + 1, steps + 1):
+                    reseed(step)
+                    if schedule is not None:
+                        for group in opt.param_groups:
+                            group["lr"] = group["initial_lr"] * schedule(step, steps)
+                    td = time.perf_counter()
+                    inputs, targets = _draw(data, local_batch, gen, step)
+                    inputs, targets = inputs.to(device), targets.to(device)
+                    clock["data"] += time.perf_counter() - td
+                    if step == start_step + 1:
+                        check_batch(inputs, targets, data_range=data_range,
+                                    target_range=target_range,
+                                    where=f"the batch of step {step}")
+                    with _autocast(device, amp):
+                        pred = net(inputs)
+                    if step == start_step + 1:
+                        _check_prediction(pred, targets)
+                    loss, parts = _split_loss(loss_fn(pred.float(), targets.float()))
+                    if not bool(torch.isfinite(loss)):
+                        raise FloatingPointError(
+                            f"the loss became {float(loss.detach())} at step {step} "
+                            f"(components at that step: {parts}; last logged, at step "
+                            f"{last_logged[0]}: {last_logged[1]}). Training stopped. Lower "
+                            "the learning rate, pass grad_clip=1.0, or check the data and "
+                            "the loss for a division by zero."
+                        )
+                    opt.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                    if grad_clip is not None:
+                        scaler.unscale_(opt)
+                        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+                    scaler.step(opt)
+                    scaler.update()
+                    history.steps_done = step  # the model now holds this step's update
+
+                    window.add(float(loss.detach()), parts)
+                    if step % log_every == 0 or step == steps:
+                        mean, mean_parts = window.flush()
+                        history.step.append(step)
+                        history.loss.append(mean)
+                        for k, v in mean_parts.items():
+                            history.components.setdefault(k, []).append(v)
+                        last_logged = (step, mean_parts)
+                        monitor.log_train(step, mean, mean_parts, opt)
+                        if bar is not None:
+                            bar.set_postfix(loss=f"{mean:.4g}")
+                    if step % val_every == 0 or step == steps:
+                        validate(step)
+                    if step % checkpoint_every == 0 or step == steps:
+                        snapshot()
                     if bar is not None:
-                        bar.set_postfix(loss=f"{mean:.4g}")
-                if step % val_every == 0 or step == steps:
-                    validate(step)
-                if step % checkpoint_every == 0 or step == steps:
-                    snapshot()
+                        bar.update(1)
+                    if callback is not None:
+                        callback(step, model, history)
+                    if interrupt.requested:
+                        raise KeyboardInterrupt
+            except KeyboardInterrupt:
+                snapshot()  # the last completed step; resuming continues from it exactly
+                if rank == 0 and checkpoint is not None:
+                    print(f"Interrupted: saved step {history.steps_done} to {checkpoint}; "
+                          "call fit again with the same arguments to resume.",
+                          file=sys.stderr)
+                raise
+            finally:
                 if bar is not None:
-                    bar.update(1)
-                if callback is not None:
-                    callback(step, model, history)
-                if interrupt.requested:
-                    raise KeyboardInterrupt
-        except KeyboardInterrupt:
-            snapshot()  # the last completed step; resuming continues from it exactly
-            if rank == 0 and checkpoint is not None:
-                print(f"Interrupted: saved step {history.steps_done} to {checkpoint}; call "
-                      "fit again with the same arguments to resume.", file=sys.stderr)
-            raise
-        finally:
-            if bar is not None:
-                bar.close()
-            monitor.close()
-    update_clock()
+                    bar.close()
+                monitor.close()
+        update_clock()
     model.eval()
     return history
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_fit_arguments(model, loss_fn, data, **kw) -> None:
+    """Each of :func:`fit`'s arguments, checked before any work, naming the argument."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}. Wrap "
+                        "a function in a Module, or pass the network itself.")
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be callable loss_fn(prediction, target); got "
+                        f"{type(loss_fn).__name__}.")
+    if not callable(data):
+        raise TypeError(
+            f"data must be a callable data(batch_size, generator) -> (inputs, targets); got "
+            f"{type(data).__name__}. Wrap tensors in a function or use a PatchSampler."
+        )
+    for name in ("steps", "batch_size", "log_every"):
+        v = kw[name]
+        if not _is_int(v) or v < 1:
+            raise ValueError(f"{name} must be a positive int; got {v!r}.")
+    for name in ("val_every", "checkpoint_every"):
+        v = kw[name]
+        if v is not None and (not _is_int(v) or v < 1):
+            raise ValueError(f"{name} must be a positive int or None (the default); got "
+                             f"{v!r}.")
+    if not _is_int(kw["seed"]):
+        raise TypeError(f"seed must be an int; got {type(kw['seed']).__name__} "
+                        f"{kw['seed']!r}.")
+    if kw["optimizer"] is None:
+        _positive_finite("lr", kw["lr"])
+    elif not isinstance(kw["optimizer"], torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer or None; got "
+                        f"{type(kw['optimizer']).__name__}.")
+    _positive_finite("data_range", kw["data_range"])
+    if kw["grad_clip"] is not None:
+        _positive_finite("grad_clip", kw["grad_clip"],
+                         hint=" It is the largest allowed global gradient norm (e.g. 1.0); "
+                              "pass None for no clipping.")
+    if kw["callback"] is not None and not callable(kw["callback"]):
+        raise TypeError(f"callback must be callable callback(step, model, history) or "
+                        f"None; got {type(kw['callback']).__name__}.")
+    if not isinstance(kw["restart"], bool):
+        raise TypeError(f"restart must be True or False; got {kw['restart']!r}.")
+
+
+def _positive_finite(name: str, v: object, hint: str = "") -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise TypeError(f"{name} must be a number; got {type(v).__name__} {v!r}.{hint}")
+    if not (math.isfinite(v) and v > 0):
+        raise ValueError(f"{name} must be positive and finite; got {v!r}.{hint}")
+    return float(v)
+
+
+def _resolve_target_range(target_range, data_range) -> tuple[float | None, float | None]:
+    if isinstance(target_range, str) and target_range == "data_range":
+        return 0.0, float(data_range)
+    if target_range is None:
+        return None, None
+    if (isinstance(target_range, (tuple, list)) and len(target_range) == 2
+            and all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)
+                                  and math.isfinite(v)) for v in target_range)):
+        lo, hi = target_range
+        if lo is not None and hi is not None and not lo < hi:
+            raise ValueError(f"target_range must be (low, high) with low < high; got "
+                             f"{target_range!r}.")
+        return (None if lo is None else float(lo)), (None if hi is None else float(hi))
+    raise ValueError(
+        f"target_range must be 'data_range' (the default: [0, data_range]), a pair "
+        f"(low, high) of finite numbers where either may be None (unbounded), or None (no "
+        f"range check); got {target_range!r}."
+    )
+
+
+def _draw(data, n: int, gen: torch.Generator, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Call the sampler and check that it returned a pair of tensors."""
+    out = data(n, gen)
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        what = (f"{len(out)} values" if isinstance(out, (tuple, list))
+                else f"a {type(out).__name__}")
+        raise TypeError(
+            f"the sampler (data) must return a pair (inputs, targets); at step {step} it "
+            f"returned {what}. For an autoencoder return (x, x)."
+        )
+    for name, t in zip(("inputs", "targets"), out, strict=True):
+        if not isinstance(t, torch.Tensor):
+            hint = (" Convert with torch.from_numpy(...).float()."
+                    if hasattr(t, "__array__") else "")
+            raise TypeError(f"the sampler (data) must return tensors; at step {step} its "
+                            f"{name} is a {type(t).__name__}.{hint}")
+    return out[0], out[1]
