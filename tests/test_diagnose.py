@@ -35,7 +35,7 @@ def _blur(x, sigma):
 
 def test_clean_images_raise_nothing(clean):
     found = D.diagnose(clean, clean)
-    assert set(found) == {"blur", "noise", "shift", "checkerboard"}
+    assert set(found) == {"blur", "noise", "shift", "edges", "checkerboard"}
     assert not any(d.flagged for d in found.values()), D.report(found)
     assert "ok blur" in D.report(found)
 
@@ -96,6 +96,18 @@ def test_colour_shift_is_told_from_brightness():
 def test_contrast_change_fires_but_blur_does_not(clean):
     assert D.shift(0.5 + 0.75 * (clean - 0.5), clean).flagged
     assert not D.shift(_blur(clean, 1.0), clean).flagged
+
+
+def test_edges_fire_on_blur_not_on_noise_or_offsets(clean, gen):
+    d = D.edges(_blur(clean, 1.5), clean)
+    assert d.flagged and d.value < 0.8 and "gradient (Sobel) loss" in d.verdict
+    assert not D.edges(clean + 0.1, clean).flagged
+    assert D.edges(clean + 0.1, clean).value == pytest.approx(1.0, abs=1e-4)
+    noisy = clean + 0.03 * torch.randn(clean.shape, generator=gen)
+    assert not D.edges(noisy, clean).flagged
+    # monotone in the blur
+    values = [D.edges(_blur(clean, s), clean).value for s in (0.5, 1.0, 2.0)]
+    assert values == sorted(values, reverse=True)
 
 
 def test_checkerboard_from_a_transposed_convolution(clean):

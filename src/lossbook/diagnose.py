@@ -18,6 +18,9 @@ noise              std of the high-passed residual in the      > 0.01 x data_ran
 brightness/colour  per-channel mean bias / data_range;         \|bias\| > 0.02, or
                    per-channel contrast ratio std(pred)/        \|ratio - 1\| > 0.15
                    std(target)
+edges              Sobel gradient of the prediction / the      ratio < 0.8
+                   target's, on the target's strongest 10 %
+                   of pixels
 checkerboard       power at the upsampling frequencies         peak > 30x (and > 2x the
                    (k/factor cycles/pixel) / the median power  target's); median over
                    around them                                 images
@@ -46,6 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._validate import check_data_range, check_finite, check_pair
+from .losses import sobel
 from .spectral import _power_2d, sharpness_ratio
 
 __all__ = [
@@ -54,6 +58,7 @@ __all__ = [
     "blur",
     "noise",
     "shift",
+    "edges",
     "checkerboard",
     "diagnose",
     "training_health",
@@ -299,6 +304,55 @@ def shift(pred: torch.Tensor, target: torch.Tensor, *, data_range: float = 1.0,
                       "kind": kind})
 
 
+def edges(pred: torch.Tensor, target: torch.Tensor, *, threshold: float = 0.8,
+          edge_fraction: float = 0.1) -> Diagnosis:
+    r"""Lost edges: how much of the target's edge contrast the prediction keeps, on its edges.
+
+    With :math:`|\nabla z|` the Sobel gradient magnitude (normalised Sobel, replicate
+    padding, :func:`lossbook.losses.sobel`) and :math:`E` the ``edge_fraction`` of pixels
+    where the target's is largest (its edges),
+
+    .. math:: e = \frac{\sum_E |\nabla \hat x|}{\sum_E |\nabla x|},
+
+    per image, averaged. 1 keeps every edge as steep as in the target; a blurred or
+    misplaced edge gives less. Fires below ``threshold``. Unlike :func:`blur` it looks
+    only where the target has edges, so noise in flat regions cannot hide it.
+
+    Parameters
+    ----------
+    pred, target : torch.Tensor
+        ``(N, C, H, W)``.
+    threshold : float
+        Default 0.8.
+    edge_fraction : float
+        Share of pixels counted as edges, in (0, 1). Default 0.1.
+    """
+    threshold = _positive(threshold, "threshold")
+    if not 0 < edge_fraction < 1:
+        raise ValueError(f"edge_fraction must be in (0, 1); got {edge_fraction!r}.")
+    pred, target = _pair(pred, target)
+
+    def magnitude(z: torch.Tensor) -> torch.Tensor:
+        gx, gy = sobel(z, normalized=True)
+        return (gx * gx + gy * gy).sqrt().mean(dim=1).flatten(1)  # (N, HW)
+
+    mt, mp = magnitude(target), magnitude(pred)
+    q = torch.quantile(mt, 1 - edge_fraction, dim=1, keepdim=True)
+    on_edges = (mt >= q).to(mt.dtype)
+    ratio = (mp * on_edges).sum(1) / (mt * on_edges).sum(1).clamp_min(1e-12)
+    value = float(ratio.mean())
+    flagged = value < threshold
+    if flagged:
+        verdict = (f"edges: the prediction keeps {value:.2f}x the target's gradient on its "
+                   f"edges (threshold {threshold:g}). Add a gradient (Sobel) loss term, or "
+                   "raise the SSIM weight.")
+    else:
+        verdict = (f"edges: {value:.2f}x the target's gradient on its edges (not below "
+                   f"{threshold:g}).")
+    return Diagnosis("edges", flagged, value, threshold, verdict, ratio.tolist(),
+                     {"edge_fraction": edge_fraction})
+
+
 def _peak_ratio(x: torch.Tensor, factor: int, radius: int = 4) -> torch.Tensor:
     """Per image: the largest ratio of the power at an upsampling frequency (a/f, b/f)
     to the median power of the bins around it (a ring of Chebyshev radius 2..radius)."""
@@ -385,7 +439,7 @@ def checkerboard(pred: torch.Tensor, target: torch.Tensor | None = None, *, fact
 
 def diagnose(pred: torch.Tensor, target: torch.Tensor, *, data_range: float = 1.0,
              factor: int = 2) -> dict[str, Diagnosis]:
-    """Run every image detector: ``{"blur", "noise", "shift", "checkerboard"}``.
+    """Run every image detector: ``{"blur", "noise", "shift", "edges", "checkerboard"}``.
 
     ``print(report(diagnose(pred, target)))`` prints one line per symptom.
     """
@@ -393,6 +447,7 @@ def diagnose(pred: torch.Tensor, target: torch.Tensor, *, data_range: float = 1.
         "blur": blur(pred, target),
         "noise": noise(pred, target, data_range=data_range),
         "shift": shift(pred, target, data_range=data_range),
+        "edges": edges(pred, target),
         "checkerboard": checkerboard(pred, target, factor=factor),
     }
 
