@@ -81,12 +81,13 @@ def test_single_disc_matches_chord_formula_within_discretisation_error():
             bound[i, j] = ds * (_chord(pos[i], pos[j], cen, r + delta)
                                 - _chord(pos[i], pos[j], cen, r - delta))
     err = (t - want).abs()
-    assert bool((err <= bound + 1e-8 * t).all())  # + float rounding of the map
+    assert speed.dtype == torch.float64
+    assert bool((err <= bound + 1e-12 * t).all())  # + float64 rounding
     # the bound is not vacuous: rays through the disc are delayed far more than it allows
     through = chords > r
     assert through.sum() > 50
     delay = (t - ring.distances() / c_out)[through]
-    assert bool((delay > 2 * bound[through]).all())
+    assert bool((delay > bound[through]).all())
 
 
 def test_adjoint_identity():

@@ -464,7 +464,8 @@ def disc_phantom(ring: Ring, centre: tuple[float, float], disc_radius: float,
     fine = -ring.extent / 2 + h * (torch.arange(g * s, dtype=torch.float64) + 0.5) / s
     fy, fx = torch.meshgrid(fine, fine, indexing="ij")
     inside = (fx - centre[0]) ** 2 + (fy - centre[1]) ** 2 <= disc_radius**2
-    fine_map = torch.where(inside, float(speed_in), float(speed_out))
+    fine_map = torch.where(inside, torch.tensor(float(speed_in), dtype=torch.float64),
+                           torch.tensor(float(speed_out), dtype=torch.float64))
     return F.avg_pool2d(fine_map[None, None], s)
 
 
