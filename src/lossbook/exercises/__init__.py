@@ -11,10 +11,11 @@ every name stays reachable as ``lossbook.exercises.check_...``.
 
 from __future__ import annotations
 
-from . import ch01
+from . import ch01, ch11
 from .ch01 import *  # noqa: F403
+from .ch11 import *  # noqa: F403
 
-_MODULES = (ch01,)
+_MODULES = (ch01, ch11)
 """Every chapter's check module; a new chapter adds its module here (and above)."""
 
 __all__: list[str] = []
