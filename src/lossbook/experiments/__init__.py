@@ -16,6 +16,13 @@ Experiments
 ``despeckle-domains`` (:mod:`.despeckling`, Chapter 6)
     Despeckling single-look SAR images in the linear and the dB domain with three losses,
     against the Lee filter.
+``perceptual-adversarial`` (:mod:`.features`, Chapter 8)
+    One small residual CNN trained to deblur with L1, L1 + perceptual and perceptual
+    losses, then fine-tuned with L1 + lambda x adversarial (PatchGAN) for a sweep of lambda.
+``sr-losses`` (:mod:`.super_resolution`, Chapter 9)
+    One small EDSR trained for bicubic super-resolution with every loss of the book
+    (pixel, structural, feature, content + style, adversarial), against bicubic and
+    Lanczos interpolation.
 
 Every public name of the modules is re-exported here, so ``experiments.denoise_sizes``
 and ``experiments.run_experiment`` both work.
@@ -25,12 +32,14 @@ from __future__ import annotations
 
 # the test-image lists, used by the chapters as ``experiments.TEST_IMAGES``
 from ..data import TEST_IMAGES, TRAIN_IMAGES
-from . import core, denoising, despeckling
+from . import core, denoising, despeckling, features, super_resolution
 from .core import *  # noqa: F403
 from .denoising import *  # noqa: F403
 from .despeckling import *  # noqa: F403
+from .features import *  # noqa: F403
+from .super_resolution import *  # noqa: F403
 
-_MODULES = (core, denoising, despeckling)
+_MODULES = (core, denoising, despeckling, features, super_resolution)
 """Every experiment module; a new experiment adds its module here (and above)."""
 
 __all__ = ["TEST_IMAGES", "TRAIN_IMAGES"]
