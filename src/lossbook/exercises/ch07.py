@@ -11,10 +11,10 @@ from scipy import stats as _scipy_stats
 from .. import metrics
 from ._common import as_float, close, diagnose, fresh_generator
 
-__all__ = ["check_pooled_psnr", "check_sign_test"]
+__all__ = ["check_psnr_averages", "check_sign_test"]
 
 
-def check_pooled_psnr(fn: Callable, *, n_cases: int = 5, seed: int | None = None) -> str:
+def check_psnr_averages(fn: Callable, *, n_cases: int = 5, seed: int | None = None) -> str:
     r"""Check ``fn(outputs, targets, data_range) -> (mean_of_psnr, pooled_psnr)``:
 
     .. math:: \frac1N\sum_i 10\log_{10}\frac{L^2}{\mathrm{MSE}_i} \quad\text{and}\quad
