@@ -11,6 +11,7 @@ from lossbook import stats
 from lossbook.stats import (
     _kendall_rows,
     _spearman_rows,
+    compare_methods,
     format_interval,
     kendall,
     mean_ci,
@@ -258,3 +259,34 @@ def test_format_interval():
     assert format_interval(k).startswith(f"{k['tau']:.2f} (95% CI")
     with pytest.raises(TypeError, match="lossbook.stats"):
         format_interval((1.0, 2.0))
+
+
+# ---------------------------------------------------------------- compare_methods
+
+
+def test_compare_methods_sentences_follow_the_intervals():
+    rng = np.random.default_rng(0)
+    base = rng.normal(28, 3, size=40)
+    scores = {
+        "good": base + 0.5 + rng.normal(0, 0.2, 40),
+        "twin": base + 0.5 + rng.normal(0, 0.2, 40),
+        "bad": base,
+    }
+    res = {(r["a"], r["b"]): r for r in compare_methods(scores, seed=1)}
+    assert set(res) == {("good", "twin"), ("good", "bad"), ("twin", "bad")}
+    assert res[("good", "bad")]["better"] == "good"
+    assert res[("good", "bad")]["sentence"].startswith("good beats bad on PSNR")
+    assert res[("good", "twin")]["better"] is None
+    assert "do not rank them" in res[("good", "twin")]["sentence"]
+    assert res[("good", "bad")]["mean"] == pytest.approx(np.mean(scores["good"] - base))
+    assert "trustworthy" not in res[("good", "bad")]["sentence"]
+    # lower is better (an error such as MAE): the method with the smaller value wins
+    err = compare_methods(scores, [("bad", "good")], metric="MAE", unit="", higher_is_better=False)
+    assert err[0]["better"] == "bad"
+
+
+def test_compare_methods_warns_about_few_images_and_unknown_names():
+    r = compare_methods({"a": [30.0, 31.0, 29.5], "b": [29.0, 30.5, 29.0]}, seed=0)
+    assert "Only 3 test images" in r[0]["sentence"]
+    with pytest.raises(KeyError, match="no scores for method 'c'"):
+        compare_methods({"a": [1.0, 2.0], "b": [1.0, 2.0]}, [("a", "c")])

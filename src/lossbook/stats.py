@@ -29,7 +29,18 @@ from typing import Any
 import numpy as np
 from scipy import stats as _sps
 
-__all__ = ["paired_bootstrap", "mean_ci", "spearman", "kendall", "format_interval"]
+__all__ = [
+    "paired_bootstrap",
+    "mean_ci",
+    "spearman",
+    "kendall",
+    "format_interval",
+    "compare_methods",
+]
+
+FEW_IMAGES = 10
+"""Below this many test images, :func:`compare_methods` says that no interval is
+trustworthy (the bootstrap has too few distinct resamples)."""
 
 # Bootstrap resamples are drawn in blocks of at most this many numbers, so that a large
 # test set does not allocate n_resamples * n indices at once.
@@ -456,3 +467,74 @@ def format_interval(
     value, low, high = (fmt.format(float(result[k])) for k in (key, "low", "high"))
     pct = f"{100 * float(result['confidence']):g}%"
     return f"{value}{suffix} ({pct} CI {low} to {high}{suffix})"
+
+
+def compare_methods(
+    scores: dict[str, Any],
+    pairs: list[tuple[str, str]] | None = None,
+    *,
+    metric: str = "PSNR",
+    unit: str = "dB",
+    higher_is_better: bool = True,
+    confidence: float = 0.95,
+    n_resamples: int = 10_000,
+    seed: int = 0,
+    digits: int = 2,
+) -> list[dict[str, Any]]:
+    """Paired bootstrap comparisons of methods, each with a sentence that says what holds.
+
+    Parameters
+    ----------
+    scores : dict of str to array-like
+        Per-image scores of each method on the same test images, in the same order.
+    pairs : list of (str, str), optional
+        The comparisons ``(a, b)`` (difference ``a - b``); default: every pair of methods
+        in the order given.
+    metric, unit : str
+        Used in the sentences (e.g. ``"PSNR"``, ``"dB"``).
+    higher_is_better : bool
+        False for errors such as MAE.
+    confidence, n_resamples, seed
+        Passed to :func:`paired_bootstrap` (the same seed for every pair).
+    digits : int
+        Decimal places in the sentences.
+
+    Returns
+    -------
+    list of dict
+        One :func:`paired_bootstrap` result per pair, plus ``a``, ``b``, ``better``
+        (the method the interval favours, or ``None`` when it includes zero) and
+        ``sentence``.
+    """
+    names = list(scores)
+    if pairs is None:
+        pairs = [(names[i], names[j]) for i in range(len(names)) for j in range(i + 1, len(names))]
+    out = []
+    for a, b in pairs:
+        for m in (a, b):
+            if m not in scores:
+                raise KeyError(f"no scores for method {m!r}; have {names}.")
+        r = paired_bootstrap(
+            scores[a], scores[b], confidence=confidence, n_resamples=n_resamples, seed=seed
+        )
+        text = format_interval(r, unit, digits=digits)
+        if r["excludes_zero"]:
+            a_wins = (r["mean"] > 0) == higher_is_better
+            better, worse = (a, b) if a_wins else (b, a)
+            sentence = (
+                f"{better} beats {worse} on {metric}: {a} - {b} = {text}; the interval "
+                f"excludes 0 on these {r['n']} test images."
+            )
+        else:
+            better = None
+            sentence = (
+                f"{a} vs {b} on {metric}: {a} - {b} = {text}; the interval includes 0, so "
+                f"these {r['n']} test images do not rank them."
+            )
+        if r["n"] < FEW_IMAGES:
+            sentence += (
+                f" Only {r['n']} test images: too few for a trustworthy interval "
+                "(evaluate on more images before claiming either way)."
+            )
+        out.append({**r, "a": a, "b": b, "better": better, "sentence": sentence})
+    return out
