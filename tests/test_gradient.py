@@ -17,6 +17,7 @@ from lossbook.losses import (
     GradientLoss,
     LaplacianLoss,
     TVLoss,
+    gradient,
     gradient_loss,
     laplacian,
     laplacian_loss,
@@ -223,7 +224,7 @@ def test_errors():
         TVLoss("l2")
     with pytest.raises(ValueError, match="reduction must be one of 'mean', 'sum', 'none'"):
         total_variation(x, reduction="avg")
-    with pytest.raises(ValueError, match="eps must be a non-negative number"):
+    with pytest.raises(ValueError, match="eps must be a non-negative finite number"):
         total_variation(x, "isotropic", eps=-1.0)
     with pytest.raises(ValueError, match="same shape"):
         laplacian_loss(x, torch.rand(1, 1, 8, 9))
@@ -231,3 +232,53 @@ def test_errors():
         total_variation(torch.rand(8, 8))
     with pytest.raises(ValueError, match="NaN"):
         total_variation(torch.full((1, 1, 4, 4), float("nan")))
+
+
+# ------------------------------------------------------------------ reliability (issue 8)
+
+
+def test_autocast_bf16_is_shielded():
+    """Reference: the same losses in float32 without autocast. bf16 Sobel is 2-3 % off."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 1, 24, 24, generator=g, requires_grad=True)
+    y = torch.rand(2, 1, 24, 24, generator=g)
+    for fn in (gradient.gradient_loss, gradient.laplacian_loss,
+               lambda a, b: gradient.sobel(a)[0].pow(2).mean(),
+               lambda a, b: gradient.total_variation(a, "isotropic")):
+        ref = fn(x, y)
+        (g_ref,) = torch.autograd.grad(ref, x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = fn(x, y)
+        (g_out,) = torch.autograd.grad(out, x)
+        assert out.dtype == torch.float32
+        torch.testing.assert_close(out, ref, rtol=1e-6, atol=0)
+        torch.testing.assert_close(g_out, g_ref, rtol=1e-6, atol=1e-9)
+
+
+def test_half_inputs_are_computed_in_float32():
+    x = torch.rand(1, 1, 8, 8).half()
+    gx, gy = gradient.sobel(x)
+    assert gx.dtype == torch.float32
+    torch.testing.assert_close(gx, gradient.sobel(x.float())[0])
+
+
+def test_nan_inf_and_empty_inputs_are_refused():
+    bad = torch.rand(1, 1, 6, 6)
+    bad[0, 0, 1, 1] = float("inf")
+    for fn in (gradient.sobel, gradient.laplacian, gradient.total_variation):
+        with pytest.raises(ValueError, match="1 infinite"):
+            fn(bad)
+        with pytest.raises(ValueError, match="is empty"):
+            fn(torch.rand(0, 1, 6, 6))
+    for fn in (gradient.gradient_loss, gradient.laplacian_loss):
+        with pytest.raises(ValueError, match="is empty"):
+            fn(torch.rand(2, 0, 6, 6), torch.rand(2, 0, 6, 6))
+
+
+def test_infinite_eps_is_refused():
+    x = torch.rand(1, 1, 6, 6)
+    for eps in (float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="eps must be a non-negative finite number"):
+            gradient.total_variation(x, "isotropic", eps=eps)
+        with pytest.raises(ValueError, match="eps must be"):
+            gradient.TVLoss("isotropic", eps=eps)

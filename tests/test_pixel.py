@@ -138,6 +138,39 @@ def test_bad_inputs(name):
                                         (pixel.smooth_l1, "beta")])
 def test_bad_parameters(fn, kw):
     x = torch.rand(1, 1, 4, 4)
-    for value in (0, -1.0, "a"):
-        with pytest.raises(ValueError, match=f"{kw} must be a positive number"):
+    for value in (0, -1.0, float("inf"), float("nan"), -float("inf")):
+        with pytest.raises(ValueError, match=f"{kw} must be a positive finite number"):
             fn(x, x, **{kw: value})
+    with pytest.raises(TypeError, match=f"{kw} must be a positive finite number"):
+        fn(x, x, **{kw: "a"})
+
+
+@pytest.mark.parametrize("name", ["mse", "mae", "huber", "charbonnier", "smooth_l1"])
+def test_empty_batches_and_images_are_refused(name):
+    fn = getattr(pixel, name)
+    for shape in [(0, 1, 4, 4), (2, 1, 0, 4), (2, 0, 4, 4)]:
+        e = torch.rand(shape)
+        with pytest.raises(ValueError, match="is empty"):
+            fn(e, e)
+
+
+@pytest.mark.parametrize("name", ["mse", "mae", "huber", "charbonnier", "smooth_l1"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_is_computed_in_float32(name, dtype):
+    """Reference: the same loss on the float32 copies. float16 squares overflow at 256."""
+    fn = getattr(pixel, name)
+    x = torch.zeros(2, 1, 4, 4, dtype=dtype)
+    y = torch.full((2, 1, 4, 4), 300.0, dtype=dtype)
+    y[0, 0, 0, 0] = 299.0
+    out = fn(x, y)
+    assert out.dtype == torch.float32 and torch.isfinite(out)
+    torch.testing.assert_close(out, fn(x.float(), y.float()))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        torch.testing.assert_close(fn(x.float(), y.float()), fn(x.float(), y.float()).float())
+
+
+def test_overflow_raises_instead_of_returning_inf():
+    x = torch.full((1, 1, 2, 2), 3e38)
+    with pytest.raises(ValueError, match="overflow"):
+        pixel.mse(x, -x)
+    assert torch.isfinite(pixel.mae(x / 3, x / 6))

@@ -16,6 +16,9 @@ __all__ = [
     "check_data_range",
     "check_finite",
     "check_reduction",
+    "check_number",
+    "check_int",
+    "check_finite_result",
 ]
 
 
@@ -64,6 +67,11 @@ def check_image(x: object, name: str = "x", *, ndim: int = 4) -> torch.Tensor:
             f"{name} must be a floating-point tensor; got dtype {x.dtype}. "
             f"Convert it with {name}.float() (and divide 8-bit images by 255, "
             "or pass data_range=255)."
+        )
+    if x.numel() == 0:
+        raise ValueError(
+            f"{name} is empty (shape {tuple(x.shape)}); every image batch needs at least one "
+            "image, one channel and one pixel. Check the slicing or cropping that made it."
         )
     return x
 
@@ -135,3 +143,82 @@ def check_reduction(reduction: object, allowed: tuple[str, ...] = REDUCTIONS) ->
             "'mean' gives one scalar for the batch, 'none' one value per image (shape (N,))."
         )
     return reduction  # type: ignore[return-value]
+
+
+def check_number(
+    value: object,
+    name: str,
+    *,
+    positive: bool = False,
+    nonnegative: bool = False,
+    finite: bool = True,
+    low: float | None = None,
+    high: float | None = None,
+    meaning: str = "",
+) -> float:
+    """Check that ``value`` is a real number with the stated properties; return a float.
+
+    One helper for every scalar parameter (``eps``, ``sigma``, ``delta``, ``k1`` ...):
+    ``bool`` and non-numbers raise ``TypeError``; NaN always raises ``ValueError``;
+    infinity raises unless ``finite=False`` (``+inf`` passes a plain ``not v > 0``
+    check, which is why this helper exists). A one-element tensor is accepted.
+
+    Parameters
+    ----------
+    value : object
+        The value to check.
+    name : str
+        The argument's name, used in the message.
+    positive, nonnegative : bool
+        Require ``value > 0`` or ``value >= 0``.
+    finite : bool
+        Require a finite value (default).
+    low, high : float, optional
+        Inclusive bounds.
+    meaning : str
+        What the parameter means (appended to the message, e.g. "the noise level").
+    """
+    what = f" ({meaning})" if meaning else ""
+    kind = ("a positive" if positive else "a non-negative" if nonnegative else "a") + (
+        " finite" if finite else "")
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_complex():
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be {kind} number{what}; got {_describe(value)}.")
+    v = float(value)
+    bad = (v != v or (finite and v in (float("inf"), float("-inf")))
+           or (positive and not v > 0) or (nonnegative and not v >= 0))
+    if bad:
+        raise ValueError(f"{name} must be {kind} number{what}; got {value!r}.")
+    if low is not None and v < low:
+        raise ValueError(f"{name} must be at least {low}{what}; got {value!r}.")
+    if high is not None and v > high:
+        raise ValueError(f"{name} must be at most {high}{what}; got {value!r}.")
+    return v
+
+
+def check_int(value: object, name: str, *, minimum: int | None = None, meaning: str = "") -> int:
+    """Check that ``value`` is an ``int`` (not a ``bool``) of at least ``minimum``."""
+    what = f" ({meaning})" if meaning else ""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name}{what} must be an int; got {_describe(value)}"
+                        + (f" {value!r}" if isinstance(value, (float, str)) else "") + ".")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name}{what} must be at least {minimum}; got {value}.")
+    return int(value)
+
+
+def check_finite_result(out: torch.Tensor, name: str, hint: str = "") -> torch.Tensor:
+    """Raise ``ValueError`` if a computed result is NaN or infinite (e.g. overflow).
+
+    Inputs are checked to be finite first; a non-finite result then means the values
+    were too large (or too small) for the dtype: the message says so instead of
+    returning ``inf`` or NaN silently.
+    """
+    if not bool(torch.isfinite(out).all()):
+        raise ValueError(
+            f"{name} is not finite ({out.flatten()[:4].tolist()}...) although its inputs "
+            f"are: the values overflow {out.dtype}. "
+            + (hint or "Rescale the images to their data range (e.g. [0, 1]).")
+        )
+    return out

@@ -9,6 +9,12 @@ averages a penalty :math:`\rho(d)` over channels and pixels:
 ``reduction="mean"`` (default) averages over the batch too and returns a scalar;
 ``reduction="none"`` returns one value per image, shape ``(N,)``.
 
+Precision: float16 and bfloat16 inputs are computed (and returned) in float32, also under
+``torch.autocast``, so a difference of 300 does not overflow float16's 65504 when
+squared; float64 stays float64. Empty batches, NaN/Inf inputs and parameters that make
+no sense (``eps=inf``, ``delta=nan``) raise ``ValueError``; a result that overflows
+even float32 raises instead of returning ``inf``.
+
 The penalties and their derivatives (what the gradient "sees"):
 
 - MSE (L2): :math:`\rho(d) = d^2`, :math:`\rho'(d) = 2d`.
@@ -32,7 +38,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._validate import check_finite, check_pair, check_reduction
+from .._validate import (
+    check_finite,
+    check_finite_result,
+    check_number,
+    check_pair,
+    check_reduction,
+)
 
 __all__ = ["mse", "mae", "huber", "smooth_l1", "charbonnier", "MSELoss", "L1Loss", "HuberLoss",
            "CharbonnierLoss"]
@@ -43,18 +55,19 @@ def _prepare(x: torch.Tensor, y: torch.Tensor, reduction: str) -> torch.Tensor:
     check_reduction(reduction)
     check_finite(x, "x")
     check_finite(y, "y")
+    if x.dtype in (torch.float16, torch.bfloat16):  # squares overflow float16 at 256
+        x, y = x.float(), y.float()
     return x - y
 
 
-def _reduce(per_pixel: torch.Tensor, reduction: str) -> torch.Tensor:
+def _reduce(per_pixel: torch.Tensor, reduction: str, name: str = "the loss") -> torch.Tensor:
     per_image = per_pixel.flatten(1).mean(dim=1)
-    return per_image.mean() if reduction == "mean" else per_image
+    out = per_image.mean() if reduction == "mean" else per_image
+    return check_finite_result(out, name)
 
 
 def _check_positive(value: float, name: str, meaning: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{name} must be a positive number ({meaning}); got {value!r}.")
-    return float(value)
+    return check_number(value, name, positive=True, meaning=meaning)
 
 
 def mse(x: torch.Tensor, y: torch.Tensor, *, reduction: str = "mean") -> torch.Tensor:
