@@ -69,8 +69,11 @@ def test_combined_nested_and_errors(gen):
         CombinedLoss({})
     with pytest.raises(TypeError, match="must be a \\(weight, loss_fn\\) pair"):
         CombinedLoss({"l1": L1Loss()})
+    for w in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="must be a finite number"):
+            CombinedLoss({"l1": (w, L1Loss())})
     with pytest.raises(TypeError, match="must be a finite number"):
-        CombinedLoss({"l1": (float("nan"), L1Loss())})
+        CombinedLoss({"l1": ("1", L1Loss())})
     with pytest.raises(TypeError, match="must be callable"):
         CombinedLoss({"l1": (1.0, "l1")})
     with pytest.raises(ValueError, match="names must be identifiers"):
@@ -103,8 +106,15 @@ def test_gaussian_weighted_l1_close_to_l1_and_errors(gen):
     assert float(gaussian_weighted_l1(x, y)) == pytest.approx(float(F.l1_loss(x, y)), rel=0.05)
     with pytest.raises(ValueError, match="at least 49x49.*smaller sigma"):
         gaussian_weighted_l1(x[..., :40, :40], y[..., :40, :40])
-    with pytest.raises(ValueError, match="sigma must be a positive number"):
-        gaussian_weighted_l1(x, y, sigma=0)
+    for sigma in (0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="sigma must be a positive finite number"):
+            gaussian_weighted_l1(x, y, sigma=sigma)
+    with pytest.raises(ValueError, match="is empty"):
+        gaussian_weighted_l1(x[:0], y[:0])
+    with pytest.raises(ValueError, match="l1_sigma must be a positive finite"):
+        MixLoss(l1_sigma=float("inf"))
+    with pytest.raises(ValueError, match="data_range must be positive and finite"):
+        MixLoss(data_range=float("nan"))
     with pytest.raises(ValueError, match="alpha must be in \\[0, 1\\].*0.84"):
         MixLoss(1.5)
 
@@ -151,3 +161,9 @@ def test_uncertainty_gradient_drives_log_var_to_log_loss():
         loss.combine({"a": torch.tensor(1.0)})
     with pytest.raises(TypeError, match="non-empty dict"):
         UncertaintyWeightedLoss([L1Loss()])
+
+
+def test_uncertainty_weighting_refuses_a_nan_or_infinite_start():
+    for v in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="init_log_var must be a finite number"):
+            UncertaintyWeightedLoss({"l1": L1Loss()}, init_log_var=v)

@@ -26,7 +26,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._validate import check_finite, check_pair, check_reduction
+from .._validate import (
+    check_data_range,
+    check_finite,
+    check_finite_result,
+    check_number,
+    check_pair,
+    check_reduction,
+)
 from .structural import MS_SSIM_WEIGHTS, gaussian_window, ms_ssim
 
 __all__ = ["CombinedLoss", "MixLoss", "UncertaintyWeightedLoss", "gaussian_weighted_l1"]
@@ -100,10 +107,7 @@ class CombinedLoss(nn.Module):
                     f"got {spec!r}."
                 )
             weight, fn = spec
-            is_number = isinstance(weight, (int, float)) and not isinstance(weight, bool)
-            if not is_number or not math.isfinite(weight):
-                raise TypeError(f"the weight of term {name!r} must be a finite number; got "
-                                f"{weight!r}.")
+            check_number(weight, f"the weight of term {name!r}")
             if not callable(fn):
                 raise TypeError(f"the loss of term {name!r} must be callable as fn(x, y); got "
                                 f"{type(fn).__name__}.")
@@ -154,8 +158,7 @@ def gaussian_weighted_l1(
     """
     check_pair(x, y)
     check_reduction(reduction)
-    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma > 0:
-        raise ValueError(f"sigma must be a positive number (pixels, e.g. 8.0); got {sigma!r}.")
+    sigma = check_number(sigma, "sigma", positive=True, meaning="pixels, e.g. 8.0")
     size = 2 * math.ceil(3 * sigma) + 1
     if min(x.shape[-2:]) < size:
         raise ValueError(
@@ -173,7 +176,8 @@ def gaussian_weighted_l1(
         d = F.conv2d(d, g.view(1, 1, size, 1).expand(c, 1, size, 1), groups=c)
         d = F.conv2d(d, g.view(1, 1, 1, size).expand(c, 1, 1, size), groups=c)
         per_image = d.flatten(1).mean(dim=1)
-    return per_image.mean() if reduction == "mean" else per_image
+    return check_finite_result(per_image.mean() if reduction == "mean" else per_image,
+                               "the Gaussian-weighted L1")
 
 
 class MixLoss(nn.Module):
@@ -227,8 +231,9 @@ class MixLoss(nn.Module):
                 f"got {alpha!r}."
             )
         self.alpha = float(alpha)
-        self.data_range = data_range
-        self.l1_sigma = l1_sigma
+        self.data_range = check_data_range(data_range)
+        self.l1_sigma = check_number(l1_sigma, "l1_sigma", positive=True,
+                                     meaning="pixels, e.g. 8.0")
         self.reduction = check_reduction(reduction)
         self.ms_ssim_kwargs = dict(ms_ssim_kwargs)
         self.ms_ssim_kwargs.setdefault("weights", MS_SSIM_WEIGHTS)
@@ -292,7 +297,9 @@ class UncertaintyWeightedLoss(nn.Module):
         self.names = list(terms)
         self.fns = dict(terms)
         self.terms = nn.ModuleDict({n: f for n, f in terms.items() if isinstance(f, nn.Module)})
-        self.log_vars = nn.Parameter(torch.full((len(self.names),), float(init_log_var)))
+        init_log_var = check_number(init_log_var, "init_log_var",
+                                    meaning="the initial log-variance s_i; 0 gives weight 1/2")
+        self.log_vars = nn.Parameter(torch.full((len(self.names),), init_log_var))
 
     def combine(self, values: Mapping[str, torch.Tensor]) -> torch.Tensor:
         r"""The total :math:`\sum_i \tfrac12 e^{-s_i} L_i + \tfrac12 s_i` of given term values."""
