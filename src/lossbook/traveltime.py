@@ -522,8 +522,8 @@ def sensor_signals(times: torch.Tensor, *, n_samples: int, dt: float, frequency:
             f"({(n_samples - 1) * dt * 1e6:.2f} us); increase n_samples or dt."
         )
     k = torch.arange(n_samples, device=times.device, dtype=torch.float64) * dt
-    arg = k - (times.double()[..., None] + delay)
-    traces = gabor_pulse(arg, frequency).float()
+    arg = (k - (times.double()[..., None] + delay)).float()  # float64 difference, then
+    traces = gabor_pulse(arg, frequency)  # float32 is ample (|arg| < 1e-3 s, error ~1e-11 s)
     if snr_db is not None:
         sigma = 10 ** (-snr_db / 20)
         traces = traces + sigma * torch.randn(traces.shape, generator=generator,

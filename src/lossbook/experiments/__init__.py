@@ -23,6 +23,10 @@ Experiments
     One small EDSR trained for bicubic super-resolution with every loss of the book
     (pixel, structural, feature, content + style, adversarial), against bicubic and
     Lanczos interpolation.
+``signal-to-image`` (:mod:`.signal_to_image`, Chapter 10)
+    Speed-of-sound maps from ultrasound traces (straight-ray travel-time toy): tuned
+    Tikhonov and TV against direct and post-processing networks trained with MSE,
+    MSE + SSIM and Huber + TV; errors in m/s, out-of-distribution phantoms.
 
 Every public name of the modules is re-exported here, so ``experiments.denoise_sizes``
 and ``experiments.run_experiment`` both work.
@@ -32,14 +36,15 @@ from __future__ import annotations
 
 # the test-image lists, used by the chapters as ``experiments.TEST_IMAGES``
 from ..data import TEST_IMAGES, TRAIN_IMAGES
-from . import core, denoising, despeckling, features, super_resolution
+from . import core, denoising, despeckling, features, signal_to_image, super_resolution
 from .core import *  # noqa: F403
 from .denoising import *  # noqa: F403
 from .despeckling import *  # noqa: F403
 from .features import *  # noqa: F403
+from .signal_to_image import *  # noqa: F403
 from .super_resolution import *  # noqa: F403
 
-_MODULES = (core, denoising, despeckling, features, super_resolution)
+_MODULES = (core, denoising, despeckling, features, super_resolution, signal_to_image)
 """Every experiment module; a new experiment adds its module here (and above)."""
 
 __all__ = ["TEST_IMAGES", "TRAIN_IMAGES"]
