@@ -256,7 +256,7 @@ def test_errors():
         sar.add_speckle(x - 0.5, 1)
     with pytest.raises(ValueError, match="non-negative intensity.*from_db"):
         sar.to_db(torch.tensor([-1.0, 2.0]))
-    with pytest.raises(ValueError, match="floor must be a positive number"):
+    with pytest.raises(ValueError, match="floor must be a positive finite number"):
         sar.to_db(x, floor=0)
     with pytest.raises(TypeError, match="floating-point"):
         sar.add_speckle(torch.ones(2, 2, dtype=torch.int64), 1)
@@ -277,11 +277,11 @@ def test_errors():
         sar.lee_filter(x, size=4)
     with pytest.raises(ValueError, match="exactly one of looks"):
         sar.homogeneous_mask(x)
-    with pytest.raises(ValueError, match="max_cv must be a positive number"):
+    with pytest.raises(ValueError, match="max_cv must be a positive finite number"):
         sar.homogeneous_mask(x, max_cv=-1.0)
-    with pytest.raises(ValueError, match="target must be a positive number"):
+    with pytest.raises(ValueError, match="target must be a positive finite number"):
         sar.enl_loss(x, 0.0, torch.ones(16, 16, dtype=torch.bool))
-    with pytest.raises(ValueError, match="eps must be a positive number"):
+    with pytest.raises(ValueError, match="eps must be a positive finite number"):
         sar.enl_loss(x, 1.0, torch.ones(16, 16, dtype=torch.bool), eps=0)
     with pytest.raises(ValueError, match="larger than half the window"):
         sar.box_filter(torch.rand(1, 1, 3, 3), 7)
@@ -335,3 +335,53 @@ def test_unit_db_refuses_a_floor_that_is_not_negative(bad):
 def test_to_unit_db_refuses_negative_intensities():
     with pytest.raises(ValueError):
         sar.to_unit_db(-torch.ones(1, 1, 4, 4))
+
+
+# ------------------------------------------------------------------ reliability (issue 8)
+
+
+@pytest.mark.parametrize("scale", [0.0, 1e-30, 1e-20, 1.0, 1e20])
+def test_enl_loss_is_finite_with_finite_gradients_at_any_scale(scale):
+    """ENL is scale-free, so the loss must not depend on the scale; zeros give 1/eps."""
+    g = torch.Generator().manual_seed(0)
+    mask = torch.ones(12, 12, dtype=torch.bool)
+    base = sar.add_speckle(torch.ones(2, 1, 12, 12), 4, g)
+    for size in (5, None):
+        x = (base * scale).requires_grad_(True)
+        loss = sar.enl_loss(x, 4.0, mask, size=size)
+        (grad,) = torch.autograd.grad(loss, x)
+        loss = loss.detach()
+        assert torch.isfinite(loss) and torch.isfinite(grad).all()
+        if scale > 0:  # reference: the same image at scale 1
+            ref = sar.enl_loss(base, 4.0, mask, size=size)
+            assert float(loss) == pytest.approx(float(ref), rel=1e-4)
+        else:  # a region of zeros is constant: ENL 1/eps = 1e4 against a target of 4
+            assert float(loss) == pytest.approx((math.log(1e4) - math.log(4.0)) ** 2,
+                                                rel=1e-4)
+
+
+def test_enl_of_a_constant_region_is_inf_never_nan():
+    for value in (0.0, 0.3):
+        out = sar.enl(torch.full((2, 1, 8, 8), value))
+        assert torch.isinf(out).all() and (out > 0).all()
+
+
+def test_infinite_and_meaningless_parameters_are_refused():
+    x = torch.rand(1, 1, 16, 16)
+    with pytest.raises(ValueError, match="floor must be a positive finite"):
+        sar.to_db(x, floor=float("inf"))
+    with pytest.raises(ValueError, match="eps must be at most 1"):
+        sar.enl_loss(x, 1.0, torch.ones(16, 16, dtype=torch.bool), eps=2.0)
+    with pytest.raises(ValueError, match="target must be a positive finite"):
+        sar.enl_loss(x, float("inf"), torch.ones(16, 16, dtype=torch.bool))
+    with pytest.raises(ValueError, match="margin must be a non-negative finite"):
+        sar.homogeneous_mask(x, looks=1, margin=-0.5)
+    with pytest.raises(TypeError, match="dtype must be a floating-point"):
+        sar.gamma_speckle((2, 2), 1, dtype=torch.int64)
+    with pytest.raises(ValueError, match="1 NaN"):
+        sar.box_filter(torch.where(x > 2, x, x).index_put_(
+            (torch.tensor([0]),) * 4, torch.tensor(float("nan"))))
+    with pytest.raises(ValueError, match="too large for the dtype"):
+        sar.from_db(torch.tensor([400.0]))
+    with pytest.raises(ValueError, match="is empty"):
+        sar.lee_filter(torch.rand(0, 1, 8, 8))

@@ -38,7 +38,14 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._validate import check_finite, check_image, check_pair, check_reduction
+from ._validate import (
+    check_finite,
+    check_finite_result,
+    check_image,
+    check_number,
+    check_pair,
+    check_reduction,
+)
 
 __all__ = [
     "gamma_speckle",
@@ -92,9 +99,14 @@ def _check_size(size: object, name: str = "size") -> int:
 
 
 def _check_positive(value: object, name: str, meaning: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{name} must be a positive number ({meaning}); got {value!r}.")
-    return float(value)
+    return check_number(value, name, positive=True, meaning=meaning)
+
+
+def _check_float_dtype(dtype: object) -> torch.dtype:
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating-point torch.dtype (e.g. torch.float32); "
+                        f"got {dtype!r}. Speckle is a real-valued multiplier.")
+    return dtype
 
 
 # ----------------------------------------------------------------------------- speckle
@@ -133,9 +145,15 @@ def gamma_speckle(
     variables", ACM TOMS 26(3), 2000.
     """
     L = _check_looks(looks)
+    _check_float_dtype(dtype)
     if device is None:
         device = generator.device if generator is not None else "cpu"
-    shape = tuple(shape)
+    try:
+        shape = tuple(int(n) for n in shape)
+    except (TypeError, ValueError):
+        raise TypeError(f"shape must be a tuple of ints; got {shape!r}.") from None
+    if any(n < 0 for n in shape):
+        raise ValueError(f"shape must not have negative sizes; got {shape}.")
     work = torch.float64
     a = L + 1.0 if L < 1 else L
     d = a - 1.0 / 3.0
@@ -230,7 +248,10 @@ def from_db(x: torch.Tensor) -> torch.Tensor:
     r"""Decibels to intensity, :math:`10^{x/10}` (the inverse of :func:`to_db` above the floor)."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor; got {type(x).__name__}.")
-    return torch.pow(10.0, x / 10.0)
+    check_finite(x, "x")
+    return check_finite_result(torch.pow(10.0, x / 10.0), "from_db(x)",
+                               "The dB values are too large for the dtype (float32 holds "
+                               "intensities up to about +385 dB); use float64.")
 
 
 def to_unit_db(x: torch.Tensor, floor_db: float = -30.0) -> torch.Tensor:
@@ -318,6 +339,7 @@ def debias_log(log_x: torch.Tensor, looks: float, db: bool = False) -> torch.Ten
     """
     if not isinstance(log_x, torch.Tensor):
         raise TypeError(f"log_x must be a torch.Tensor; got {type(log_x).__name__}.")
+    check_finite(log_x, "log_x")
     return log_x - log_speckle_mean(looks, db=db)
 
 
@@ -330,6 +352,7 @@ def box_filter(x: torch.Tensor, size: int = 7) -> torch.Tensor:
     """
     check_image(x)
     _check_size(size)
+    check_finite(x, "x")
     n, c, h, w = x.shape
     r = size // 2
     if h <= r or w <= r:
@@ -376,8 +399,9 @@ def enl(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     -------
     torch.Tensor
         Shape ``(N,)``. :math:`\mu` and :math:`\sigma^2` are the mean and the unbiased
-        (``ddof=1``) variance over the region; ``inf`` where the region is constant.
-        About :math:`L` for pure :math:`L`-look speckle on a constant image.
+        (``ddof=1``) variance over the region; ``inf`` where the region is constant
+        (also a region of zeros: never NaN). About :math:`L` for pure :math:`L`-look
+        speckle on a constant image. The values lie in :math:`[0, \infty]`.
 
     Raises
     ------
@@ -404,7 +428,9 @@ def enl(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     v = xd.flatten(1)
     mean = (v * w).sum(dim=1) / count
     var = (((v - mean[:, None]) ** 2) * w).sum(dim=1) / (count - 1)
-    return (mean * mean / var).to(x.dtype)
+    value = torch.where(var > 0, mean * mean / var.clamp_min(1e-300),
+                        torch.full_like(var, math.inf))  # constant (even all-zero): inf
+    return value.to(x.dtype)
 
 
 @torch.no_grad()
@@ -448,6 +474,8 @@ def homogeneous_mask(
         raise ValueError("give exactly one of looks (for a speckled image: the threshold is "
                          "(1 + margin)/sqrt(looks)) or max_cv (an explicit threshold, e.g. "
                          f"0.05 for a clean image); got looks={looks!r}, max_cv={max_cv!r}.")
+    margin = check_number(margin, "margin", nonnegative=True,
+                          meaning="relative tolerance above the speckle CV, e.g. 0.25")
     if looks is not None:
         threshold = (1.0 + margin) / math.sqrt(_check_looks(looks))
     else:
@@ -498,6 +526,24 @@ def lee_filter(x: torch.Tensor, size: int = 7, looks: float = 1) -> torch.Tensor
 
 
 # ------------------------------------------------------------------------------ ENL loss
+#: Added to mu^2 (of intensities scaled to a masked mean of 1) in the ENL loss, so that
+#: a region of zeros, or of intensities too small to square in float32, has the finite
+#: ENL 1/eps of a constant region instead of 0/0.
+_ENL_TINY = 1e-12
+
+
+def _enl_ratio(mu, var, eps):
+    """``(mu^2 + tau) / (var + eps (mu^2 + tau))``: mu^2/(var + eps mu^2), finite at 0."""
+    m2 = mu * mu + _ENL_TINY
+    return m2 / (var + eps * m2)
+
+
+def _unit_mean(t: torch.Tensor, w: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """``t`` divided by its (detached) masked mean: ENL is scale-free, float32 is not."""
+    scale = ((t.detach() * w).flatten(1).sum(1) / count)[:, None, None, None]
+    return t / torch.where(scale > 0, scale, torch.ones_like(scale))
+
+
 def _masked_enl_map(x, w, size, eps):
     """Local ENL over masked pixels only; returns (enl map, valid) with valid windows."""
     n, c, h, wd = x.shape
@@ -510,7 +556,7 @@ def _masked_enl_map(x, w, size, eps):
     mu = pool(flat(x * w)) / safe
     var = (pool(flat(x * x * w)) / safe - mu * mu).clamp_min(0)
     valid = (w > 0) & (cnt * size * size >= 2 - 1e-6)
-    return mu * mu / (var + eps * mu * mu + 1e-30), valid
+    return _enl_ratio(mu, var, eps), valid
 
 
 def enl_loss(
@@ -534,7 +580,11 @@ def enl_loss(
     mask never enter the statistics: multiplying by the mask, as a common recipe does,
     would let its zeros pull the means and variances down). The log makes the loss
     scale-free; :math:`\varepsilon` caps the ENL at :math:`1/\varepsilon` so that a
-    perfectly flat target stays finite.
+    perfectly flat target stays finite. The loss and its gradient are finite for every
+    finite non-negative input, zeros and tiny intensities included: the intensities are
+    first divided by their masked mean (a detached scale; ENL does not depend on it) and
+    :math:`\mu^2` gets a tiny floor (:math:`10^{-12}` of that mean squared), so a region
+    of zeros has the ENL :math:`1/\varepsilon` of any constant region.
 
     Parameters
     ----------
@@ -559,7 +609,8 @@ def enl_loss(
     """
     check_image(x)
     check_reduction(reduction)
-    eps = _check_positive(eps, "eps", "caps the ENL at 1/eps, e.g. 1e-4")
+    eps = check_number(eps, "eps", positive=True, high=1.0,
+                       meaning="caps the ENL at 1/eps, e.g. 1e-4")
     _check_intensity(x)
     if isinstance(target, torch.Tensor):
         check_pair(x, target, ("x", "target"))
@@ -575,11 +626,14 @@ def enl_loss(
             "the ENL loss needs a homogeneous region. Loosen homogeneous_mask's threshold "
             "(a larger max_cv or margin) or pass a larger region."
         )
+    x = _unit_mean(x, w, count)
+    if isinstance(target, torch.Tensor):
+        target = _unit_mean(target, w, count)
     if size is None:
         def enl_of(t):
             mu = (t * w).flatten(1).sum(1) / count
             var = (((t - mu[:, None, None, None]) ** 2) * w).flatten(1).sum(1) / count
-            return mu * mu / (var + eps * mu * mu + 1e-30)
+            return _enl_ratio(mu, var, eps)
 
         log_x = torch.log(enl_of(x))
         log_t = (torch.log(enl_of(target)) if isinstance(target, torch.Tensor)
@@ -598,4 +652,5 @@ def enl_loss(
         vw = valid.to(x.dtype)
         sq = torch.where(valid, (log_x - log_t) ** 2, torch.zeros_like(enl_x))
         per_image = sq.flatten(1).sum(1) / vw.flatten(1).sum(1).clamp_min(1)
-    return per_image.mean() if reduction == "mean" else per_image
+    return check_finite_result(per_image.mean() if reduction == "mean" else per_image,
+                               "the ENL loss")
