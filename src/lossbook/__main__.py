@@ -12,6 +12,12 @@ run NAME [--budget smoke|cpu|gpu|auto] [--out DIR] [--device auto|cpu|cuda] [--q
     checkpoint was reported).
 show NAME [--out DIR]
     Print the table and findings stored in ``DIR/NAME.json`` by ``run``.
+coursework student OUT [--root ROOT]
+    Write the student version of every chapter (solutions replaced by stubs that keep the
+    exercise checks) and a README to ``OUT``.
+coursework nbgrader COURSE [--root ROOT] [--chapter 01_pixel_losses ...]
+    Write an nbgrader source course (solution cells and autograded check cells marked,
+    ``nbgrader_config.py``); then ``nbgrader generate_assignment`` / ``autograde``.
 sync-notebooks [ROOT]
     Rewrite the setup cell of every notebook under ``ROOT/notebooks`` from the
     repository URL in ``ROOT/_config.yml`` and strip outputs.
@@ -175,6 +181,22 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
 
 
+def _coursework(args: argparse.Namespace) -> int:
+    from . import coursework
+
+    if args.kind == "student":
+        if args.chapter:
+            raise UsageError("--chapter applies to 'coursework nbgrader' only; 'coursework "
+                             "student' writes every chapter.")
+        written = coursework.write_student_versions(args.out, args.root)
+        print(f"wrote {len(written)} student notebook(s) and README.md to {args.out}")
+    else:
+        written = coursework.write_nbgrader_course(args.out, args.root, args.chapter)
+        print(f"wrote an nbgrader source course with {len(written)} assignment(s) to "
+              f"{args.out}; next: cd {args.out} && nbgrader generate_assignment <chapter>")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m lossbook", description=__doc__,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -195,6 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--restart", action="store_true",
                    help="delete this budget's checkpoints of the experiment and start over")
     p.set_defaults(func=_run)
+    p = sub.add_parser("coursework", help="student notebooks, or an nbgrader source course")
+    p.add_argument("kind", choices=["student", "nbgrader"],
+                   help="student: solutions replaced by stubs; nbgrader: a source course")
+    p.add_argument("out", help="output directory (the course root for nbgrader)")
+    p.add_argument("--root", default=".", help="repository root (default: .)")
+    p.add_argument("--chapter", action="append", default=None,
+                   help="only this chapter, e.g. 01_pixel_losses (repeatable; default: all)")
+    p.set_defaults(func=_coursework)
     p = sub.add_parser("show", help="print the results stored in DIR/NAME.json")
     p.add_argument("name", help="experiment name (see `list`)")
     p.add_argument("--out", default="runs", help="output directory (default: runs)")
