@@ -72,8 +72,14 @@ def test_psnr_bad_inputs():
         metrics.psnr(x, x[:, :, :4])
     with pytest.raises(ValueError, match="NaN"):
         metrics.psnr(x * float("nan"), x)
-    with pytest.raises(ValueError, match="mse_value must be non-negative"):
-        metrics.psnr_from_mse(-1.0)
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="mse_value must be a non-negative finite"):
+            metrics.psnr_from_mse(bad)
+    for fn in (metrics.psnr, metrics.mse, metrics.mae):
+        with pytest.raises(ValueError, match="is empty"):
+            fn(x[:0], x[:0])
+    with pytest.raises(ValueError, match="profile holds 1 NaN"):
+        metrics.edge_rise_distance(torch.tensor([0.0, float("nan"), 1.0]))
 
 
 def test_edge_rise_distance_closed_forms():

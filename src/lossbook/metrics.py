@@ -11,7 +11,13 @@ import math
 
 import torch
 
-from ._validate import check_data_range, check_finite, check_pair, check_reduction
+from ._validate import (
+    check_data_range,
+    check_finite,
+    check_number,
+    check_pair,
+    check_reduction,
+)
 from .losses import pixel as _pixel
 from .losses import structural as _structural
 from .sar import enl
@@ -82,8 +88,8 @@ def mae(x: torch.Tensor, y: torch.Tensor, *, reduction: str = "mean") -> torch.T
 def psnr_from_mse(mse_value: float, data_range: float = 1.0) -> float:
     """PSNR in dB of a given mean squared error: ``10 log10(L^2 / mse)``."""
     L = check_data_range(data_range)
-    if mse_value < 0:
-        raise ValueError(f"mse_value must be non-negative; got {mse_value}.")
+    mse_value = check_number(mse_value, "mse_value", nonnegative=True,
+                             meaning="a mean squared error")
     return math.inf if mse_value == 0 else 10.0 * math.log10(L**2 / mse_value)
 
 
@@ -116,6 +122,7 @@ def edge_rise_distance(profile: torch.Tensor, low: float = 0.1, high: float = 0.
         )
     if not 0 <= low < high <= 1:
         raise ValueError(f"need 0 <= low < high <= 1; got low={low}, high={high}.")
+    check_finite(profile, "profile")
     p = profile.detach().double().cpu()
     lo, hi = p[0], p[-1]
     if not hi > lo:
