@@ -11,8 +11,10 @@ import functools
 import hashlib
 import importlib.util
 import io
+import os
 import socket
 import tarfile
+import time
 import zipfile
 
 import numpy as np
@@ -472,3 +474,74 @@ def test_download_refuses_path_traversal(tmp_path):
     with pytest.raises(ValueError, match="would be written outside the target folder"):
         download(src.as_uri(), sha256sum(src), tmp_path / "cache", extract=True)
     assert not (tmp_path / "evil.txt").exists()
+
+
+@pytest.mark.parametrize("name", ["../x", "../../etc/passwd", "/tmp/abs.bin", "a/b.bin",
+                                  "..", ".", "", "a\\b.bin"])
+def test_download_refuses_names_that_leave_the_cache(tmp_path, name):
+    src = tmp_path / "f.bin"
+    src.write_bytes(b"x")
+    cache = tmp_path / "cache"
+    with pytest.raises(ValueError, match="plain file inside cache_dir"):
+        download(src.as_uri(), _sha(b"x"), cache, filename=name)
+    assert not (tmp_path / "x").exists() and not cache.exists()
+
+
+def _trickle_server():
+    """A local HTTP server that sends one byte every 50 ms (per-read timeouts never fire)."""
+    import http.server
+    import threading
+
+    class Slow(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            try:
+                for _ in range(100000):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.05)
+            except OSError:  # the client gave up
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_download_has_an_overall_deadline(tmp_path):
+    server = _trickle_server()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/slow.bin"
+        t0 = time.monotonic()
+        with pytest.raises(TimeoutError, match="longer than the deadline of 1 s"):
+            download(url, "0" * 64, tmp_path / "cache", timeout=5, deadline=1)
+        assert time.monotonic() - t0 < 4  # the per-read timeout (5 s) never fired
+    finally:
+        server.shutdown()
+    assert list((tmp_path / "cache").iterdir()) == []  # the partial file was removed
+
+
+def test_download_removes_stale_part_files(tmp_path):
+    src = tmp_path / "w.bin"
+    src.write_bytes(b"data")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    stale = cache / "w.bin.abc123.part"
+    fresh = cache / "w.bin.def456.part"  # perhaps another download in progress: kept
+    other = cache / "v.bin.abc123.part"  # another file's: not ours
+    for p in (stale, fresh, other):
+        p.write_bytes(b"half")
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    os.utime(other, (old, old))
+    download(src.as_uri(), _sha(b"data"), cache, timeout=10)
+    assert not stale.exists() and fresh.exists() and other.exists()
+    for bad in (0, -1, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="deadline must be a positive, finite"):
+            download(src.as_uri(), _sha(b"data"), cache, deadline=bad)

@@ -9,17 +9,23 @@ Nothing in the book needs the network: the offline corpus
 * writes to a temporary file in the cache folder and renames it only once verified
   (so an interrupted download never leaves a half file under the final name),
 * reuses a cached, verified file without touching the network,
+* gives up after an overall ``deadline`` (a server that trickles one byte a second
+  never trips a per-read ``timeout``), and removes ``.part`` files that an interrupted
+  download left behind,
+* refuses a ``filename`` that would leave the cache folder (``"../x"``, ``"/etc/x"``),
 * optionally extracts a zip or tar archive, refusing members that would land outside
   the target folder.
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import shutil
 import tarfile
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -48,6 +54,48 @@ def _check_sha(sha256: object) -> str:
             "lossbook.data.sha256sum(path) or `sha256sum FILE` on a trusted copy."
         )
     return s
+
+
+def _check_name(name: object, url: str) -> str:
+    """A plain file name inside the cache folder: no separators, no ``..``, not absolute."""
+    if not isinstance(name, str):
+        raise TypeError(f"filename must be a str; got {type(name).__name__}.")
+    bad = (not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name
+           or Path(name).is_absolute() or Path(name).name != name)
+    if bad:
+        raise ValueError(
+            f"the file name {name!r} (from {'filename=' if name else url!r}) would not be a "
+            "plain file inside cache_dir; give a name without path separators or '..', "
+            "e.g. filename='data.zip' (use cache_dir to choose the folder)."
+        )
+    return name
+
+
+def _positive_seconds(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds; got {type(value).__name__}.")
+    v = float(value)
+    if not (v > 0 and v != float("inf")):
+        raise ValueError(f"{name} must be a positive, finite number of seconds; got {value!r}.")
+    return v
+
+
+def _remove_stale_parts(path: Path, older_than: float) -> list[Path]:
+    """Delete ``NAME.*.part`` files of ``path`` not written to for ``older_than`` seconds.
+
+    A download in progress writes at least every ``timeout`` seconds (or fails), so a
+    ``.part`` file that old belongs to a download that was killed.
+    """
+    removed = []
+    now = time.time()
+    for part in path.parent.glob(f"{glob.escape(path.name)}.*.part"):
+        try:
+            if now - part.stat().st_mtime > older_than:
+                part.unlink()
+                removed.append(part)
+        except FileNotFoundError:
+            pass
+    return removed
 
 
 def _inside(root: Path, member: str) -> bool:
@@ -95,7 +143,7 @@ def _is_archive(path: Path) -> bool:
 
 def download(url: str, sha256: str, cache_dir: str | os.PathLike, *,
              filename: str | None = None, extract: bool = False,
-             timeout: float = 60.0) -> Path:
+             timeout: float = 60.0, deadline: float = 3600.0) -> Path:
     """Download ``url`` into ``cache_dir``, verify its SHA-256, optionally extract it.
 
     Parameters
@@ -109,13 +157,19 @@ def download(url: str, sha256: str, cache_dir: str | os.PathLike, *,
         Folder for the file (created if missing). A file already there whose hash matches
         is returned at once, without the network.
     filename : str, optional
-        Name in ``cache_dir``; by default the last component of the URL's path.
+        Name in ``cache_dir``; by default the last component of the URL's path. It must
+        be a plain name (no ``/``, ``\\`` or ``..``): nothing is written outside
+        ``cache_dir``.
     extract : bool
         If the file is a zip or tar archive (gzip/bz2/xz included), extract it into the
         folder ``cache_dir/<filename without extension>`` (once; reused if present) and
         return that folder.
     timeout : float
-        Seconds to wait for the server.
+        Seconds to wait for the server on each connection or read.
+    deadline : float
+        Seconds the whole download may take (default 3600); a slower download is
+        abandoned with ``TimeoutError`` (its partial file deleted). ``.part`` files of
+        earlier downloads that were killed are removed.
 
     Returns
     -------
@@ -130,16 +184,27 @@ def download(url: str, sha256: str, cache_dir: str | os.PathLike, *,
         escape the target folder.
     ConnectionError
         If the URL cannot be reached (no network, wrong address, server error).
+    TimeoutError
+        If the download takes longer than ``deadline`` seconds.
     """
     expected = _check_sha(sha256)
+    timeout = _positive_seconds(timeout, "timeout")
+    deadline = _positive_seconds(deadline, "deadline")
+    if not isinstance(url, str):
+        raise TypeError(f"url must be a str; got {type(url).__name__}.")
+    if filename is None:
+        name = Path(urllib.parse.urlparse(url).path).name
+        if not name:
+            raise ValueError(f"cannot derive a file name from {url!r}; pass filename=...")
+    else:
+        name = filename
+    name = _check_name(name, url)
     cache = Path(cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
-    name = filename or Path(urllib.parse.urlparse(url).path).name
-    if not name:
-        raise ValueError(f"cannot derive a file name from {url!r}; pass filename=...")
     path = cache / name
+    _remove_stale_parts(path, older_than=2 * timeout + 60.0)
     if not (path.is_file() and sha256sum(path) == expected):
-        _fetch(url, path, expected, timeout)
+        _fetch(url, path, expected, timeout, deadline)
     if not extract:
         return path
     if not _is_archive(path):
@@ -159,17 +224,30 @@ def download(url: str, sha256: str, cache_dir: str | os.PathLike, *,
     return dest
 
 
-def _fetch(url: str, path: Path, expected: str, timeout: float) -> None:
+def _fetch(url: str, path: Path, expected: str, timeout: float, deadline: float) -> None:
     """Stream ``url`` to a temporary file next to ``path``, verify, then rename."""
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
     tmp = Path(tmp_name)
     h = hashlib.sha256()
+    start = time.monotonic()
     try:
         try:
             with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as r:
-                for chunk in iter(lambda: r.read(_CHUNK), b""):
+                # read1 returns what one socket read brings, so the deadline is checked
+                # between reads even when a server sends a byte at a time
+                read = getattr(r, "read1", r.read)
+                for chunk in iter(lambda: read(_CHUNK), b""):
                     h.update(chunk)
                     out.write(chunk)
+                    if time.monotonic() - start > deadline:
+                        raise TimeoutError(
+                            f"downloading {url} took longer than the deadline of {deadline:g} "
+                            f"s ({out.tell()} bytes so far); the partial file was deleted. "
+                            "Retry later, pass a larger deadline=, or fetch the file "
+                            f"yourself and place it at {path} (SHA-256 {expected})."
+                        )
+        except TimeoutError:
+            raise
         except (urllib.error.URLError, OSError) as err:
             raise ConnectionError(
                 f"could not download {url}: {err}. Check the network connection (this "
