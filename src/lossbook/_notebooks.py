@@ -12,9 +12,14 @@ import json
 import re
 from pathlib import Path
 
-__all__ = ["repository_url", "setup_cell_source", "sync_notebook", "notebook_problems"]
+__all__ = ["INSTALL_ENV", "repository_url", "setup_cell_source", "sync_notebook",
+           "notebook_problems"]
 
 SETUP_TAG = "setup"
+#: On Colab the setup cell installs ``lossbook @ git+<repository>``; this environment
+#: variable, when set, names another pip requirement instead (CI points it at the wheel
+#: it has just built, see .ci/colab_check.py).
+INSTALL_ENV = "LOSSBOOK_INSTALL"
 
 
 def repository_url(config_path: Path) -> str:
@@ -33,11 +38,15 @@ def setup_cell_source(repo_url: str) -> str:
     """The source of the setup cell shared by every chapter."""
     return (
         "# Setup (the same in every chapter). On Colab, install lossbook from the\n"
-        "# repository; everywhere, seed the random generators and pick the device.\n"
+        "# repository (or from LOSSBOOK_INSTALL, e.g. a wheel); everywhere, seed the\n"
+        "# random generators and pick the device.\n"
+        "import os\n"
         "import sys\n"
         "\n"
         'if "google.colab" in sys.modules:\n'
-        f'    %pip install -q "lossbook @ git+{repo_url}"\n'
+        f'    install_from = os.environ.get("{INSTALL_ENV}",\n'
+        f'                                  "lossbook @ git+{repo_url}")\n'
+        '    %pip install -q "{install_from}"\n'
         "\n"
         "import lossbook\n"
         "\n"
