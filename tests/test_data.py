@@ -200,8 +200,16 @@ def test_noise_level_range_draws_one_sigma_per_image():
 
 def test_noise_errors():
     x = torch.zeros(1, 1, 8, 8)
-    with pytest.raises(ValueError, match="sigma must be a number >= 0 on the 0-255 scale"):
-        add_gaussian_noise(x, -1)
+    for bad in (-1, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="sigma must be a non-negative finite number "
+                                             r"\(on the 0-255 scale"):
+            add_gaussian_noise(x, bad)
+    with pytest.raises(ValueError, match="sigma's high end must be a non-negative finite"):
+        add_gaussian_noise(x, (10, float("inf")))
+    bad_x = x.clone()
+    bad_x[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="x holds 1 NaN"):
+        add_gaussian_noise(bad_x, 25)
     with pytest.raises(ValueError, match=r"sigma as a range must be a pair \(low, high\)"):
         add_gaussian_noise(x, (50, 10))
     with pytest.raises(ValueError, match="must have 4 dimensions"):
@@ -230,8 +238,14 @@ def test_blur_preserves_constants_and_the_mean():
 
 
 def test_blur_errors():
-    with pytest.raises(ValueError, match="sigma must be a positive number of pixels"):
-        gaussian_blur(torch.zeros(1, 1, 8, 8), 0)
+    for bad in (0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match=r"sigma must be a positive finite number \(pixels"):
+            gaussian_blur(torch.zeros(1, 1, 8, 8), bad)
+    with pytest.raises(ValueError, match="truncate must be a positive finite number"):
+        gaussian_kernel1d(1.0, truncate=-1.0)
+    # a huge sigma is refused before a 64 GB kernel is allocated
+    with pytest.raises(ValueError, match="kernel radius 4000000000 .* must be smaller"):
+        gaussian_blur(torch.zeros(1, 1, 8, 8), 1e9)
     with pytest.raises(ValueError, match="kernel radius 12 .* must be smaller than the image"):
         gaussian_blur(torch.zeros(1, 1, 8, 8), 3.0)
 
@@ -401,6 +415,25 @@ def test_patch_sampler_errors():
         PatchSampler(torch.zeros(1, 1, 8, 8), None, 0)
     with pytest.raises(ValueError, match="batch_size must be a positive int"):
         PatchSampler(torch.zeros(1, 1, 8, 8), None, 4)(0)
+    bad = torch.zeros(2, 1, 8, 8)
+    bad[1, 0, 2, 2] = float("inf")
+    with pytest.raises(ValueError, match="images holds 0 NaN and 1 infinite"):
+        PatchSampler(bad, None, 4)
+    with pytest.raises(ValueError, match=r"images\[1\] holds 0 NaN and 1 infinite"):
+        PatchSampler(list(bad), None, 4)
+
+
+def test_degradations_refuse_nan_and_inf():
+    """jpeg used to turn NaN into 0 silently; every degradation now refuses it."""
+    x = torch.rand(1, 1, 16, 16)
+    x[0, 0, 3, 3] = float("nan")
+    for fn in (lambda t: jpeg(t, 50), lambda t: gaussian_blur(t, 1.0),
+               lambda t: downsample(t, 2), lambda t: upsample(t, 2),
+               lambda t: add_gaussian_noise(t, 10)):
+        with pytest.raises(ValueError, match="x holds 1 NaN"):
+            fn(x)
+    with pytest.raises(ValueError, match="would make"):
+        upsample(torch.zeros(1, 1, 8, 8), 100000)
 
 
 # --------------------------------------------------------------------------- download

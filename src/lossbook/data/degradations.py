@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._validate import check_image
+from .._validate import check_finite, check_image, check_number
 
 __all__ = [
     "add_gaussian_noise",
@@ -81,22 +81,25 @@ def add_gaussian_noise(
     learning of deep CNN for image denoising", IEEE TIP 26(7), 2017.
     """
     check_image(x)
+    check_finite(x, "x")
     if isinstance(sigma, (tuple, list)):
-        if len(sigma) != 2 or not 0 <= sigma[0] <= sigma[1]:
+        if len(sigma) != 2:
+            raise ValueError(f"sigma as a range must be a pair (low, high); got {sigma!r}.")
+        lo = check_number(sigma[0], "sigma's low end", nonnegative=True,
+                          meaning="noise level on the 0-255 scale")
+        hi = check_number(sigma[1], "sigma's high end", nonnegative=True,
+                          meaning="noise level on the 0-255 scale")
+        if not lo <= hi:
             raise ValueError(
                 f"sigma as a range must be a pair (low, high) with 0 <= low <= high on the "
                 f"0-255 scale; got {sigma!r}."
             )
-        lo, hi = float(sigma[0]), float(sigma[1])
         u = _rand_like_batch(x, generator)
         std = (lo + (hi - lo) * u).view(-1, 1, 1, 1) / 255.0
     else:
-        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma >= 0:
-            raise ValueError(
-                f"sigma must be a number >= 0 on the 0-255 scale (25 means a standard "
-                f"deviation of 25/255 for images in [0, 1]); got {sigma!r}."
-            )
-        std = float(sigma) / 255.0
+        std = check_number(sigma, "sigma", nonnegative=True,
+                           meaning="on the 0-255 scale: 25 means a standard deviation of "
+                                   "25/255 for images in [0, 1]") / 255.0
     y = x + std * _randn_like(x, generator)
     return y.clamp(0.0, 1.0) if clip else y
 
@@ -113,12 +116,18 @@ def gaussian_kernel1d(sigma: float, truncate: float = 4.0) -> torch.Tensor:
     :func:`scipy.ndimage.gaussian_filter`, so the kernel has ``2 * radius + 1`` taps that
     sum to 1.
     """
-    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma > 0:
-        raise ValueError(f"sigma must be a positive number of pixels; got {sigma!r}.")
-    radius = int(truncate * float(sigma) + 0.5)
+    radius = _radius(sigma, truncate)
     i = torch.arange(-radius, radius + 1, dtype=torch.float64)
     g = torch.exp(-0.5 * (i / float(sigma)) ** 2)
     return (g / g.sum()).float()
+
+
+def _radius(sigma: object, truncate: object = 4.0) -> int:
+    """``int(truncate * sigma + 0.5)`` after checking both (before anything is allocated)."""
+    sigma = check_number(sigma, "sigma", positive=True, meaning="pixels")
+    truncate = check_number(truncate, "truncate", positive=True,
+                            meaning="kernel radius in sigmas, e.g. 4.0")
+    return int(truncate * sigma + 0.5)
 
 
 def gaussian_blur(
@@ -150,8 +159,8 @@ def gaussian_blur(
         Blurred images, same shape, dtype and device.
     """
     check_image(x)
-    k = gaussian_kernel1d(sigma).to(device=x.device, dtype=x.dtype)
-    r = (k.numel() - 1) // 2
+    check_finite(x, "x")
+    r = _radius(sigma)  # checked against the image before a kernel is allocated
     n, c, h, w = x.shape
     if r >= h or r >= w:
         raise ValueError(
@@ -159,6 +168,7 @@ def gaussian_blur(
             f"smaller than the image height and width; got an image of {h} x {w}. Use a "
             "smaller sigma or a larger image."
         )
+    k = gaussian_kernel1d(sigma).to(device=x.device, dtype=x.dtype)
     y = x.reshape(n * c, 1, h, w)
     y = F.conv2d(F.pad(y, (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1))
     y = F.conv2d(F.pad(y, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1))
@@ -201,6 +211,7 @@ def downsample(
         slightly outside ``[0, 1]``; they are not clipped.
     """
     check_image(x)
+    check_finite(x, "x")
     factor = _check_factor(factor)
     h, w = x.shape[-2:]
     if h % factor or w % factor:
@@ -214,6 +225,10 @@ def downsample(
                          antialias=True, align_corners=False)
 
 
+#: The most values an output of :func:`upsample` may hold (8 GiB of float32).
+_MAX_ELEMENTS = 2**31
+
+
 def upsample(x: torch.Tensor, factor: int) -> torch.Tensor:
     """Bicubic upsampling by an integer ``factor``: the classical super-resolution baseline.
 
@@ -222,8 +237,14 @@ def upsample(x: torch.Tensor, factor: int) -> torch.Tensor:
     ``(N, C, factor * H, factor * W)``. Values are not clipped.
     """
     check_image(x)
+    check_finite(x, "x")
     factor = _check_factor(factor)
     h, w = x.shape[-2:]
+    if x.numel() * factor * factor > _MAX_ELEMENTS:
+        raise ValueError(
+            f"upsampling {tuple(x.shape)} by {factor} would make {x.numel() * factor ** 2:.3g} "
+            f"values (more than {_MAX_ELEMENTS:.3g}); use a smaller factor or fewer images."
+        )
     return F.interpolate(x, size=(h * factor, w * factor), mode="bicubic",
                          align_corners=False)
 
@@ -255,6 +276,7 @@ def jpeg(x: torch.Tensor, quality: int, generator: torch.Generator | None = None
     from PIL import Image
 
     check_image(x)
+    check_finite(x, "x")  # NaN would silently become 0 in the 8-bit conversion
     if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
         raise ValueError(
             f"quality must be an int from 1 (worst) to 100 (best; Pillow advises at most 95); "

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from .._validate import check_image
+from .._validate import check_finite, check_image
 
 __all__ = ["PatchSampler"]
 
@@ -81,6 +81,7 @@ class PatchSampler:
             raise ValueError(f"patch_size must be a positive int; got {patch_size!r}.")
         if isinstance(images, torch.Tensor):
             check_image(images, "images")
+            check_finite(images, "images")
             imgs = list(images.unbind(0))
         else:
             imgs = [im[0] if im.ndim == 4 and im.shape[0] == 1 else im for im in images]
@@ -88,6 +89,7 @@ class PatchSampler:
                 raise ValueError("images is empty; give at least one image.")
             for i, im in enumerate(imgs):
                 check_image(im, f"images[{i}]", ndim=3)
+                check_finite(im, f"images[{i}]")
         channels = {im.shape[0] for im in imgs}
         if len(channels) != 1:
             raise ValueError(
