@@ -23,6 +23,9 @@ Experiments
     One small EDSR trained for bicubic super-resolution with every loss of the book
     (pixel, structural, feature, content + style, adversarial), against bicubic and
     Lanczos interpolation.
+``practical-guide`` (:mod:`.practical`, Chapter 12)
+    A SAR autoencoder through the experimentation order (MSE -> MSE + SSIM -> ... ->
+    balanced weights), and every common issue produced on purpose, detected and fixed.
 ``signal-to-image`` (:mod:`.signal_to_image`, Chapter 10)
     Speed-of-sound maps from ultrasound traces (straight-ray travel-time toy): tuned
     Tikhonov and TV against direct and post-processing networks trained with MSE,
@@ -36,15 +39,25 @@ from __future__ import annotations
 
 # the test-image lists, used by the chapters as ``experiments.TEST_IMAGES``
 from ..data import TEST_IMAGES, TRAIN_IMAGES
-from . import core, denoising, despeckling, features, signal_to_image, super_resolution
+from . import (
+    core,
+    denoising,
+    despeckling,
+    features,
+    practical,
+    signal_to_image,
+    super_resolution,
+)
 from .core import *  # noqa: F403
 from .denoising import *  # noqa: F403
 from .despeckling import *  # noqa: F403
 from .features import *  # noqa: F403
+from .practical import *  # noqa: F403
 from .signal_to_image import *  # noqa: F403
 from .super_resolution import *  # noqa: F403
 
-_MODULES = (core, denoising, despeckling, features, super_resolution, signal_to_image)
+_MODULES = (core, denoising, despeckling, features, super_resolution, practical,
+            signal_to_image)
 """Every experiment module; a new experiment adds its module here (and above)."""
 
 __all__ = ["TEST_IMAGES", "TRAIN_IMAGES"]
