@@ -15,7 +15,13 @@ import torch
 from torch import nn
 
 from lossbook.models import PatchGANDiscriminator
-from lossbook.train import load_checkpoint
+from lossbook.train import (
+    CheckpointError,
+    CheckpointLockedError,
+    RunMismatchError,
+    checkpoint_lock,
+    load_checkpoint,
+)
 from lossbook.train_adversarial import ADVERSARIAL_COMPONENTS, fit_adversarial
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -92,9 +98,35 @@ def test_resume_is_exact(tmp_path, how):
 def test_resume_with_other_settings_is_refused(tmp_path):
     ckpt = tmp_path / "gan.pt"
     fit_adversarial(make_g(), make_d(), nn.L1Loss(), sampler, checkpoint=ckpt, **KW)
-    with pytest.raises(ValueError, match="gan_kind"):
+    with pytest.raises(RunMismatchError, match="gan_kind"):
         fit_adversarial(make_g(), make_d(), nn.L1Loss(), sampler, checkpoint=ckpt,
                         gan_kind="hinge", **KW)
+    # another content loss, another discriminator: the run fingerprint names them
+    with pytest.raises(RunMismatchError, match="content_loss"):
+        fit_adversarial(make_g(), make_d(), nn.MSELoss(), sampler, checkpoint=ckpt, **KW)
+    other_d = PatchGANDiscriminator(1, base=8, n_layers=1)
+    with pytest.raises(RunMismatchError, match="discriminator"):
+        fit_adversarial(make_g(), other_d, nn.L1Loss(), sampler, checkpoint=ckpt, **KW)
+    h = fit_adversarial(make_g(), make_d(), nn.MSELoss(), sampler, checkpoint=ckpt,
+                        restart=True, **KW)  # restart: train from scratch, replace the file
+    assert h.resumed_from == 0 and h.steps_done == KW["steps"]
+
+
+def test_damaged_checkpoint_is_refused_and_kept(tmp_path):
+    ckpt = tmp_path / "gan.pt"
+    fit_adversarial(make_g(), make_d(), nn.L1Loss(), sampler, checkpoint=ckpt, **KW)
+    data = bytearray(ckpt.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    ckpt.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=str(ckpt.name)):
+        fit_adversarial(make_g(), make_d(), nn.L1Loss(), sampler, checkpoint=ckpt, **KW)
+    assert ckpt.read_bytes() == bytes(data)  # never overwritten
+
+
+def test_a_second_run_on_the_same_checkpoint_is_locked_out(tmp_path):
+    ckpt = tmp_path / "gan.pt"
+    with checkpoint_lock(ckpt), pytest.raises(CheckpointLockedError):
+        fit_adversarial(make_g(), make_d(), nn.L1Loss(), sampler, checkpoint=ckpt, **KW)
 
 
 def test_zero_weight_leaves_the_generator_to_the_content_loss():

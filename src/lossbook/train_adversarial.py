@@ -18,11 +18,17 @@ learns and is logged), which makes a clean baseline.
 It keeps ``fit``'s guarantees, using ``fit``'s own helpers (:mod:`lossbook.train`):
 
 * **exact resume** -- both models, both optimisers, both gradient scalers, the random
-  generator, the logging window and the history go into one atomic checkpoint
-  (:func:`lossbook.train.save_checkpoint`) every ``checkpoint_every`` steps, at the end
-  and on Ctrl-C / ``KeyboardInterrupt`` (deferred to the end of the step). Every batch is
-  a pure function of ``(seed, step)``, so calling again with the same arguments resumes
-  and, on the CPU, ends with bitwise the same weights as an uninterrupted run;
+  generator, the logging window and the history go into one atomic, checksummed
+  checkpoint (:func:`lossbook.train.save_checkpoint`) every ``checkpoint_every`` steps,
+  at the end and on Ctrl-C / ``KeyboardInterrupt`` (deferred to the end of the step).
+  Every batch is a pure function of ``(seed, step)``, so calling again with the same
+  arguments resumes and, on the CPU, ends with bitwise the same weights as an
+  uninterrupted run;
+* **safe checkpoints** -- a damaged checkpoint is refused (``CheckpointError``), one
+  written by a different run (other models, losses, optimiser settings, data, GAN
+  settings) is refused naming the setting (``RunMismatchError``,
+  :func:`lossbook.train.run_fingerprint`), a second run on the same path is locked out
+  (:func:`lossbook.train.checkpoint_lock`), and an unwritable path fails before training;
 * **NaN guard** -- a non-finite discriminator or generator loss stops training with the
   step and the components of that step and of the last logged one;
 * a **progress bar** with both losses, **AMP** on CUDA (models under autocast, losses in
@@ -39,6 +45,7 @@ adversarial network" (SRGAN: content loss + 1e-3 x adversarial), CVPR 2017.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -52,20 +59,27 @@ from torch import nn
 from .losses.adversarial import GAN_KINDS, discriminator_loss, generator_loss, r1_penalty
 from .train import (
     CHECKPOINT_FORMAT,
+    CheckpointError,
     History,
+    RunMismatchError,
     Sampler,
     _autocast,
     _check_prediction,
     _DeferInterrupt,
+    _optimizer_settings,
     _split_loss,
     _step_seed,
     _validate,
     _warn_if_gpu_forgotten,
     _Window,
     check_batch,
+    check_fingerprint,
+    check_output_path,
+    checkpoint_lock,
     load_checkpoint,
     resolve_amp,
     resolve_device,
+    run_fingerprint,
     save_checkpoint,
 )
 
@@ -109,6 +123,7 @@ def fit_adversarial(
     grad_clip: float | None = None,
     callback: Callable[[int, nn.Module, History], None] | None = None,
     progress: bool = True,
+    restart: bool = False,
 ) -> History:
     r"""Train ``generator`` against ``discriminator`` for ``steps`` steps; return the History.
 
@@ -142,6 +157,9 @@ def fit_adversarial(
 data_range, grad_clip, callback, progress
         As in :func:`lossbook.train.fit` (``grad_clip`` applies to both networks;
         ``val_data`` is scored with the content loss and PSNR).
+    restart : bool
+        Ignore an existing ``checkpoint`` and train from scratch, replacing it at the
+        first save. Default ``False``: resume from it (after checking it).
 
     Returns
     -------
@@ -154,8 +172,12 @@ data_range, grad_clip, callback, progress
     FloatingPointError
         If a loss becomes NaN or infinite.
     ValueError, TypeError
-        For invalid arguments, a bad first batch, or a checkpoint written with other
-        settings.
+        For invalid arguments or a bad first batch.
+    CheckpointError, RunMismatchError
+        (``ValueError`` subclasses) for a damaged checkpoint, or one written by a
+        different run.
+    CheckpointLockedError
+        If another live process is training on the same checkpoint path.
     """
     _positive_int("steps", steps)
     _positive_int("batch_size", batch_size)
@@ -167,6 +189,8 @@ data_range, grad_clip, callback, progress
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
                 value >= 0 and math.isfinite(value)):
             raise ValueError(f"{name} must be a finite number >= 0; got {value!r}.")
+    if not isinstance(restart, bool):
+        raise TypeError(f"restart must be True or False; got {restart!r}.")
     if not callable(data):
         raise TypeError(f"data must be a callable data(batch_size, generator) -> (inputs, "
                         f"targets); got {type(data).__name__}.")
@@ -177,6 +201,8 @@ data_range, grad_clip, callback, progress
     # --- where, how, and from which step ------------------------------------------------
     device = resolve_device(device)
     amp = resolve_amp(amp, device)
+    if checkpoint is not None:
+        check_output_path(checkpoint)  # before any work: a read-only directory fails now
     _warn_if_gpu_forgotten(device)
     generator.to(device)
     discriminator.to(device)
@@ -191,29 +217,64 @@ data_range, grad_clip, callback, progress
               "adv_weight": float(adv_weight), "gan_kind": gan_kind,
               "r1_gamma": float(r1_gamma)}
 
-    history = History(device=str(device), amp=amp, world_size=1)
-    window = _Window()
-    if checkpoint is not None and Path(checkpoint).is_file():
-        state = load_checkpoint(checkpoint, map_location=device)
-        saved = state.get("config", {})
-        for key, value in config.items():
-            if saved.get(key) != value:
-                raise ValueError(
-                    f"checkpoint {checkpoint} was written with {key}={saved.get(key)!r} but "
-                    f"this run asks for {key}={value!r}; a resumed run must use the same "
-                    "settings. Delete the checkpoint to start over."
-                )
-        generator.load_state_dict(state["generator"])
-        discriminator.load_state_dict(state["discriminator"])
-        opt_g.load_state_dict(state["opt_g"])
-        opt_d.load_state_dict(state["opt_d"])
-        scaler_g.load_state_dict(state["scaler_g"])
-        scaler_d.load_state_dict(state["scaler_d"])
-        gen.set_state(state["rng"].to(gen.get_state().device))
-        history = History.from_dict(state["history"])
-        history.resumed_from = state["step"]
-        history.device, history.amp = str(device), amp
-        window = _Window(**state["window"])
+    fingerprint = run_fingerprint(
+        generator=generator, discriminator=discriminator, content_loss=content_loss,
+        optimizer_g=_optimizer_settings(opt_g), optimizer_d=_optimizer_settings(opt_d),
+        data=data, grad_clip=grad_clip, data_range=data_range, **config,
+    )
+    with contextlib.ExitStack() as held:
+        if checkpoint is not None:
+            held.enter_context(checkpoint_lock(checkpoint))  # one run per checkpoint
+        history = History(device=str(device), amp=amp, world_size=1)
+        window = _Window()
+        if checkpoint is not None and Path(checkpoint).exists() and not restart:
+            state = load_checkpoint(checkpoint, map_location=device)
+            saved = state.get("config", {})
+            for key, value in config.items():  # the clearest message for the usual ones
+                if saved.get(key) != value:
+                    raise RunMismatchError(
+                        f"checkpoint {checkpoint} was written with {key}={saved.get(key)!r} "
+                        f"but this run asks for {key}={value!r}; a resumed run must use the "
+                        "same settings. Delete the checkpoint (or pass restart=True) to "
+                        "start over.", {key: (repr(saved.get(key)), repr(value))})
+            check_fingerprint(state.get("fingerprint"), fingerprint, path=checkpoint)
+            try:
+                generator.load_state_dict(state["generator"])
+                discriminator.load_state_dict(state["discriminator"])
+                opt_g.load_state_dict(state["opt_g"])
+                opt_d.load_state_dict(state["opt_d"])
+                scaler_g.load_state_dict(state["scaler_g"])
+                scaler_d.load_state_dict(state["scaler_d"])
+                gen.set_state(state["rng"].to(gen.get_state().device))
+                history = History.from_dict(state["history"])
+                window = _Window(**state["window"])
+                step_saved = int(state["step"])
+            except (KeyError, TypeError, ValueError, RuntimeError) as err:
+                raise CheckpointError(
+                    f"cannot resume from checkpoint {checkpoint}: its training state is "
+                    f"incomplete ({type(err).__name__}: {err}). Delete it (or pass "
+                    "restart=True) to start over.") from err
+            history.resumed_from = step_saved
+            history.device, history.amp = str(device), amp
+        return _loop(
+            generator=generator, discriminator=discriminator, content_loss=content_loss,
+            data=data, steps=steps, adv_weight=adv_weight, gan_kind=gan_kind,
+            batch_size=batch_size, r1_gamma=r1_gamma, device=device, amp=amp,
+            val_data=val_data, val_every=val_every, log_every=log_every,
+            checkpoint=checkpoint, checkpoint_every=checkpoint_every, seed=seed,
+            data_range=data_range, grad_clip=grad_clip, callback=callback,
+            progress=progress, opt_g=opt_g, opt_d=opt_d, scaler_g=scaler_g,
+            scaler_d=scaler_d, gen=gen, config=config, fingerprint=fingerprint,
+            history=history, window=window)
+
+
+def _loop(*, generator, discriminator, content_loss, data, steps, adv_weight, gan_kind,
+          batch_size, r1_gamma, device, amp, val_data, log_every, checkpoint,
+          checkpoint_every, seed, data_range, grad_clip, callback, progress, opt_g, opt_d,
+          scaler_g, scaler_d, gen, val_every, config, fingerprint, history,
+          window) -> History:
+    """The training loop of :func:`fit_adversarial` (arguments already checked, state
+    restored); reads top to bottom like ``fit``'s."""
     start_step = history.steps_done
 
     clock = {"t0": time.perf_counter(), "seconds": history.seconds, "data": history.data_seconds,
@@ -235,6 +296,7 @@ data_range, grad_clip, callback, progress
             "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
             "scaler_g": scaler_g.state_dict(), "scaler_d": scaler_d.state_dict(),
             "rng": gen.get_state(), "window": window.state(), "history": history.to_dict(),
+            "fingerprint": fingerprint,
         })
 
     def validate(step: int) -> None:
