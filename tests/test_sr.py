@@ -409,3 +409,29 @@ def test_findings_are_computed_from_the_numbers():
     assert missed[0].startswith("Smoke budget")
     assert any("not met" in s for s in missed)
     assert any("Highest PSNR of all: L1" in s for s in missed)
+
+
+def test_feature_and_adversarial_methods_fine_tune_the_l1_network(tmp_path):
+    r = run_experiment("sr-losses", budget="smoke", out=tmp_path, progress=False,
+                       methods=["L1+perceptual+adversarial", "content+style"], figures=False)
+    # the L1 network they start from is trained and reported too
+    assert r.payload["methods"] == ["L1", "content+style", "L1+perceptual+adversarial"]
+    adv = r.row("L1+perceptual+adversarial")
+    assert adv["finetuned_from"] == "L1"
+    assert adv["steps"] == SR_SIZES["smoke"]["steps"] + SR_SIZES["smoke"]["finetune_steps"]
+    comps = r.payload["curves"]["L1+perceptual+adversarial"]["components"]
+    assert {"l1", "perceptual", "adversarial", "d_loss"} <= set(comps)
+    assert set(r.payload["curves"]["content+style"]["components"]) >= {"content", "style"}
+    assert all(math.isfinite(x["feature_distance"]) for x in r.rows)
+    assert "offline" in r.payload["feature_net"]
+    # fine-tuning changed the L1 network's weights
+    l1, ft = r.models["L1"], r.models["L1+perceptual+adversarial"]
+    assert any(not torch.equal(p, q) for p, q in zip(l1.parameters(), ft.parameters(),
+                                                     strict=True))
+    import matplotlib.pyplot as plt
+
+    from lossbook.experiments import sr_difference_figure, sr_plane_figure
+
+    for fig in (sr_plane_figure(r), sr_difference_figure(r)):
+        assert fig.axes and fig._suptitle is not None
+        plt.close(fig)

@@ -54,6 +54,7 @@ __all__ = [
     "sr_loss",
     "available_sr_losses",
     "make_sr_net",
+    "make_sr_discriminator",
     "sr_test_pairs",
     "evaluate_sr",
     "sr_findings",
@@ -94,34 +95,35 @@ SR_SIZES: dict[str, dict] = {
                   lr=1e-3, finetune_lr=1e-4, test_size=168, n_test=2, val_crop=48,
                   log_every=2, ms_ssim_train_win=7, ms_ssim_train_scales=3,
                   perceptual_weight=0.1, style_weight=10.0, adversarial_weight=1e-3,
-                  feature_net="offline", d_lr=1e-4),
+                  feature_net="offline", d_lr=1e-4, d_base=8, d_layers=2),
     "cpu": dict(scale=2, color=True, train_size=256, patch_size=48, batch_size=16, steps=400,
                 finetune_steps=150, features=32, blocks=4, res_scale=0.1, bicubic_skip=True,
                 lr=2e-3, finetune_lr=1e-4, test_size=256, n_test=4, val_crop=96,
                 log_every=10, ms_ssim_train_win=7, ms_ssim_train_scales=3,
                 perceptual_weight=0.1, style_weight=10.0, adversarial_weight=1e-3,
-                feature_net="offline", d_lr=1e-4),
+                feature_net="offline", d_lr=1e-4, d_base=32, d_layers=3),
     # gpu: x4 with an EDSR of 16 blocks x 64 (EDSR-baseline's size); not yet timed on a GPU.
     "gpu": dict(scale=4, color=True, train_size=300, patch_size=96, batch_size=16,
                 steps=3000, finetune_steps=1000, features=64, blocks=16, res_scale=0.1,
                 bicubic_skip=True, lr=5e-4, finetune_lr=1e-4, test_size=300, n_test=4,
                 val_crop=128, log_every=25, ms_ssim_train_win=11, ms_ssim_train_scales=3,
                 perceptual_weight=0.1, style_weight=10.0, adversarial_weight=1e-3,
-                feature_net="auto", d_lr=1e-4),
+                feature_net="auto", d_lr=1e-4, d_base=64, d_layers=3),
 }
 """Sizes of ``sr-losses`` per budget: ``steps`` Adam steps (learning rate ``lr``, cosine
 decay) on ``batch_size`` random ``patch_size`` HR patches of the training images (RGB,
-resized to ``train_size``) and their bicubic (antialiased) LR versions at ``scale``;
-the feature-based methods then fine-tune the L1 network for ``finetune_steps`` steps at
-``finetune_lr``. EDSR of ``blocks`` x ``features`` with ``res_scale``; with
-``bicubic_skip`` it adds the bicubic enlargement of its input (it learns the missing
-detail, which converges far faster in short runs). Test: the first ``n_test`` test
-images at ``test_size``. Loss weights: ``perceptual_weight`` (feature term next to
-L1), ``style_weight`` (Gram term of content + style), ``adversarial_weight`` (SRGAN's
-1e-3). ``feature_net`` is passed to :func:`lossbook.models.load_feature_net`: the
-``smoke`` and ``cpu`` budgets use the offline network (VGG16 layout at 1/4 width, random
-weights: no 528 MB download, and fast enough for a CPU), ``gpu`` ImageNet VGG16 where
-it can be fetched."""
+resized to ``train_size``) and their bicubic (antialiased) LR versions at ``scale``; the
+feature-based methods then fine-tune the L1 network for ``finetune_steps`` steps at the
+constant ``finetune_lr`` (the adversarial one against a PatchGAN of ``d_base`` channels
+and ``d_layers`` stride-2 layers, learning rate ``d_lr``). EDSR of ``blocks`` x
+``features`` with ``res_scale``; with ``bicubic_skip`` it adds the bicubic enlargement
+of its input (it learns the missing detail, which converges far faster in short runs).
+Test: the first ``n_test`` test images at ``test_size``. Loss weights:
+``perceptual_weight`` (feature term next to L1), ``style_weight`` (Gram term of content
++ style), ``adversarial_weight`` (SRGAN's 1e-3). ``feature_net`` is passed to
+:func:`lossbook.models.load_feature_net`: the ``smoke`` and ``cpu`` budgets use the
+offline network (VGG16 layout at 1/4 width, random weights: no 528 MB download, and fast
+enough for a CPU), ``gpu`` ImageNet VGG16 where it can be fetched."""
 
 
 def sr_sizes(budget: str | None = None) -> dict:
@@ -203,11 +205,11 @@ def available_sr_losses(sizes: dict | None = None) -> tuple[list[str], dict[str,
                 _need(m, "PerceptualLoss", "ContentStyleLoss", "CombinedLoss")
             if m == "L1+perceptual+adversarial":
                 _need(m, "generator_loss", "discriminator_loss")
-                from .. import train as _train
-
-                if not hasattr(_train, "fit_adversarial"):
+                try:
+                    from ..train_adversarial import fit_adversarial  # noqa: F401
+                except ImportError as err:
                     raise ImportError("the adversarial method needs "
-                                      "lossbook.train.fit_adversarial.")
+                                      "lossbook.train_adversarial.fit_adversarial.") from err
             else:
                 sr_loss(m, sizes) if m in SR_PIXEL_METHODS else None
             ok.append(m)
@@ -377,7 +379,7 @@ def _run_sr_losses(sizes: dict, *, workdir: Path, device: torch.device,
         else:
             h = fit(model, sr_loss(method, sizes), sampler, steps=sizes["finetune_steps"],
                     lr=sizes["finetune_lr"], checkpoint=workdir / f"{slug(method)}.pt",
-                    callback=cb, **common)
+                    callback=cb, **{**common, "lr_schedule": None})
         record(method, h, model, steps=sizes["steps"] + sizes["finetune_steps"],
                finetuned_from="L1")
 
@@ -406,8 +408,32 @@ def _run_sr_losses(sizes: dict, *, workdir: Path, device: torch.device,
                      pairs=pairs)
 
 
-def _fit_adversarial(model, sizes, sampler, workdir, cb, common):  # pragma: no cover
-    raise ImportError("the adversarial method needs lossbook.train.fit_adversarial.")
+def make_sr_discriminator(sizes: dict, seed: int = 1) -> nn.Module:
+    """The PatchGAN discriminator of the adversarial method (Isola et al. 2017): ``d_base``
+    channels, ``d_layers`` stride-2 layers, instance normalisation (batch statistics of a
+    small batch would couple real and fake images), seeded."""
+    from ..models import PatchGANDiscriminator
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return PatchGANDiscriminator(3 if sizes["color"] else 1, base=sizes["d_base"],
+                                     n_layers=sizes["d_layers"], norm="instance")
+
+
+def _fit_adversarial(model, sizes, sampler, workdir, cb, common):
+    """SRGAN-style fine-tuning: L1 + perceptual content loss + ``adversarial_weight`` x the
+    non-saturating GAN loss against a PatchGAN (:func:`lossbook.train_adversarial.
+    fit_adversarial`, alternating one D and one G step)."""
+    from ..train_adversarial import fit_adversarial
+
+    kw = {k: v for k, v in common.items() if k != "lr_schedule"}
+    return fit_adversarial(model, make_sr_discriminator(sizes),
+                           sr_loss("L1+perceptual+adversarial", sizes), sampler,
+                           steps=sizes["finetune_steps"], adv_weight=sizes["adversarial_weight"],
+                           gan_kind="nonsaturating", lr_g=sizes["finetune_lr"],
+                           lr_d=sizes["d_lr"],
+                           checkpoint=workdir / f"{slug('L1+perceptual+adversarial')}.pt",
+                           callback=cb, **kw)
 
 
 # ------------------------------------------------------------------------- findings
