@@ -15,7 +15,10 @@ import numpy as np
 import torch
 
 __all__ = ["to_numpy_image", "show_images", "plot_curves", "show_source", "add_zoom_box",
-           "animate_images"]
+           "animate_images", "glue", "GLUE_PREFIX"]
+
+GLUE_PREFIX = "application/papermill.record/"
+"""MIME prefix under which a hidden glued value is stored (the format myst-nb reads)."""
 
 
 def to_numpy_image(img: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -127,6 +130,30 @@ def plot_curves(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return ax
+
+
+def glue(name: str, value, display: bool = False) -> None:
+    """Record ``value`` under ``name`` in the cell's output, for ``{glue:text}`name```.
+
+    This writes the same output that myst-nb's ``glue`` writes (a display output whose
+    metadata is ``{"scrapbook": {"name": name, "mime_prefix": ...}}``), so the book
+    inserts the value into the prose where ``{glue:text}`name``` (or ``{glue}``)
+    appears, while the chapter needs only IPython: a student on Colab, where myst-nb is
+    not installed, runs the same cell. With ``display=False`` (the default) nothing
+    is shown in the notebook; outside IPython the call does nothing.
+    """
+    try:
+        from IPython import get_ipython
+        from IPython.core.formatters import format_display_data
+        from IPython.display import display as ipy_display
+    except ImportError:  # pragma: no cover - IPython comes with every kernel
+        return
+    if get_ipython() is None:
+        return
+    bundle, metadata = format_display_data(value)
+    prefix = "" if display else GLUE_PREFIX
+    metadata["scrapbook"] = {"name": name, "mime_prefix": prefix}
+    ipy_display({prefix + k: v for k, v in bundle.items()}, raw=True, metadata=metadata)
 
 
 def show_source(obj) -> None:
