@@ -11,7 +11,7 @@ every name stays reachable as ``lossbook.exercises.check_...``.
 
 from __future__ import annotations
 
-from . import ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09, ch11, ch12
+from . import ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09, ch10, ch11, ch12
 from .ch01 import *  # noqa: F403
 from .ch02 import *  # noqa: F403
 from .ch03 import *  # noqa: F403
@@ -21,10 +21,11 @@ from .ch06 import *  # noqa: F403
 from .ch07 import *  # noqa: F403
 from .ch08 import *  # noqa: F403
 from .ch09 import *  # noqa: F403
+from .ch10 import *  # noqa: F403
 from .ch11 import *  # noqa: F403
 from .ch12 import *  # noqa: F403
 
-_MODULES = (ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09, ch11, ch12)
+_MODULES = (ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09, ch10, ch11, ch12)
 """Every chapter's check module; a new chapter adds its module here (and above)."""
 
 __all__: list[str] = []
