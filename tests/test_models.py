@@ -44,8 +44,8 @@ def gradient_support(model: torch.nn.Module, x: torch.Tensor, out_index) -> tupl
 
 
 def test_exports_and_models_never_import_losses():
-    assert set(models.__all__) == {"TinyCNN", "DnCNN", "UNet", "ESPCN", "ConvAutoencoder",
-                                   "PatchGANDiscriminator"}
+    assert set(models.__all__) >= {"TinyCNN", "DnCNN", "UNet", "ESPCN", "ConvAutoencoder",
+                                   "PatchGANDiscriminator", "EDSR", "VGG16Features"}
     root = pathlib.Path(models.__file__).parent
     for path in root.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
@@ -243,9 +243,55 @@ def test_patchgan_errors():
         PatchGANDiscriminator(base=4)(torch.rand(1, 1, 23, 64))
     with pytest.raises(ValueError, match="norm must be one of 'batch', 'instance', 'none'"):
         PatchGANDiscriminator(norm="layer")
-    with pytest.raises(ValueError, match=r"expects \(N, 1, H, W\); got \(1, 3, 64, 64\)"):
+    with pytest.raises(ValueError, match=r"expects images of shape \(N, 1, H, W\); "
+                                         r"got \(1, 3, 64, 64\)"):
         PatchGANDiscriminator(base=4)(torch.rand(1, 3, 64, 64))
 
 
 def test_tiny_cnn_still_exported():
     assert n_params(TinyCNN()) == conv(1, 32, 3) + 3 * conv(32, 32, 3) + conv(32, 1, 3)
+
+
+# ------------------------------------------------------------------ reliability (issue 8)
+_MODELS = {
+    "DnCNN": lambda: DnCNN(1, depth=3, width=4),
+    "UNet": lambda: UNet(1, base=4, levels=2),
+    "ESPCN": lambda: ESPCN(2, 1, features=(4, 4)),
+    "ConvAutoencoder": lambda: ConvAutoencoder(1, base=4, levels=2, latent_channels=2),
+    "PatchGANDiscriminator": lambda: PatchGANDiscriminator(1, base=4, n_layers=1),
+    "TinyCNN": lambda: TinyCNN(1, width=4, depth=2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_MODELS))
+def test_models_refuse_bad_inputs_with_their_own_errors(name):
+    """Not PyTorch's conv2d messages: the model's name, what was given and how to fix it."""
+    model = _MODELS[name]()
+    good = torch.rand(1, 1, 32, 32)
+    model(good)  # the reference: a valid input works
+    with pytest.raises(TypeError, match=rf"{name} expects a torch.Tensor.*got list.*stack"):
+        model(good.tolist())
+    with pytest.raises(TypeError, match=rf"{name} expects a torch.Tensor.*got ndarray.*"
+                                        r"from_numpy"):
+        model(good.numpy())
+    with pytest.raises(TypeError, match=rf"{name} expects floating-point.*torch.int64"):
+        model((good * 255).long())
+    with pytest.raises(ValueError, match=rf"{name} expects images of shape \(N, 1, H, W\); "
+                                         r"got \(1, 3, 32, 32\).*channels=3"):
+        model(torch.rand(1, 3, 32, 32))
+    with pytest.raises(ValueError, match=r"\[None\]"):
+        model(good[0])
+    with pytest.raises(ValueError, match=rf"{name} got an empty batch"):
+        model(torch.rand(0, 1, 32, 32))
+
+
+@pytest.mark.parametrize(("build", "arg"), [
+    (lambda: TinyCNN(width=0), "width"),
+    (lambda: TinyCNN(channels=0), "channels"),
+    (lambda: ESPCN(2, 1, features=(0, 4)), "features\\[0\\]"),
+    (lambda: DnCNN(1, width=0), "width"),
+    (lambda: UNet(1, base=0), "base"),
+])
+def test_zero_width_models_are_refused(build, arg):
+    with pytest.raises(ValueError, match=f"{arg} must be an int >= 1"):
+        build()

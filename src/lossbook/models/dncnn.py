@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ._checks import check_model_input
+
 __all__ = ["DnCNN"]
 
 
@@ -77,9 +79,5 @@ class DnCNN(nn.Module):
         return self.body(y)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
-        if y.ndim != 4 or y.shape[1] != self.channels:
-            raise ValueError(
-                f"DnCNN expects images of shape (N, {self.channels}, H, W); got "
-                f"{tuple(y.shape)}. Build the model with DnCNN(channels=C) for C channels."
-            )
+        check_model_input(y, "DnCNN", self.channels, name="y")
         return y - self.body(y)

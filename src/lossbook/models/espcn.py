@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ._checks import check_model_input, check_sizes
+
 __all__ = ["ESPCN"]
 
 
@@ -51,7 +53,10 @@ class ESPCN(nn.Module):
         for name, value in (("scale", scale), ("channels", channels)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1; got {value!r}.")
+        if not isinstance(features, (tuple, list)) or len(features) != 2:
+            raise ValueError(f"features must be a pair of ints (f1, f2); got {features!r}.")
         f1, f2 = features
+        check_sizes("ESPCN", **{"features[0]": f1, "features[1]": f2})
         self.scale, self.channels = scale, channels
         self.body = nn.Sequential(
             nn.Conv2d(channels, f1, 5, padding=2), nn.Tanh(),
@@ -61,7 +66,5 @@ class ESPCN(nn.Module):
         self.shuffle = nn.PixelShuffle(scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 4 or x.shape[1] != self.channels:
-            raise ValueError(f"ESPCN expects images of shape (N, {self.channels}, H, W); got "
-                             f"{tuple(x.shape)}.")
+        check_model_input(x, "ESPCN", self.channels)
         return self.shuffle(self.body(x))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ._checks import check_model_input
+
 __all__ = ["PatchGANDiscriminator"]
 
 _NORMS = ("batch", "instance", "none")
@@ -101,9 +103,7 @@ class PatchGANDiscriminator(nn.Module):
         return size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"PatchGANDiscriminator expects (N, {self.in_channels}, H, W); "
-                             f"got {tuple(x.shape)}.")
+        check_model_input(x, "PatchGANDiscriminator", self.in_channels)
         h, w = x.shape[-2:]
         if self.output_size(h) < 1 or self.output_size(w) < 1:
             need = next(s for s in range(1, 4096) if self.output_size(s) >= 1)

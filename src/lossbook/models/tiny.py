@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ._checks import check_model_input, check_sizes
+
 __all__ = ["TinyCNN"]
 
 
@@ -29,8 +31,10 @@ class TinyCNN(nn.Module):
 
     def __init__(self, channels: int = 1, width: int = 32, depth: int = 5) -> None:
         super().__init__()
+        check_sizes("TinyCNN", channels=channels, width=width, depth=depth)
         if depth < 2:
-            raise ValueError(f"depth must be >= 2; got {depth}.")
+            raise ValueError(f"TinyCNN: depth must be >= 2; got {depth}.")
+        self.channels = channels
         layers: list[nn.Module] = [nn.Conv2d(channels, width, 3, padding=1), nn.ReLU()]
         for _ in range(depth - 2):
             layers += [nn.Conv2d(width, width, 3, padding=1), nn.ReLU()]
@@ -38,4 +42,5 @@ class TinyCNN(nn.Module):
         self.body = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_model_input(x, "TinyCNN", self.channels)
         return x + self.body(x)
