@@ -96,7 +96,7 @@ FEATURE_SIZES: dict[str, dict] = {
                 train_size=192, log_every=10),
     "gpu": dict(image_size=192, invert_steps=500, texture_size=192, texture_exemplar=256,
                 texture_steps=500, shuffle_patch=32, pixel_lr=0.05,
-                blur=1.0, noise=2.0, patch_size=64, batch_size=32, steps=3000, gan_steps=1500,
+                blur=1.0, noise=2.0, patch_size=64, batch_size=32, steps=2000, gan_steps=1000,
                 adv_weights=(0.0, 0.003, 0.01, 0.03), depth=10, width=64, lr=1e-3,
                 gan_lr=1e-4, d_base=32, perceptual_weight=0.1, n_test=4, test_size=256,
                 train_size=256, log_every=25),
