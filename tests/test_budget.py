@@ -69,3 +69,19 @@ def test_setup_on_colab_without_gpu_says_how_to_switch(capsys, monkeypatch):
 def test_setup_rejects_bad_seed():
     with pytest.raises(TypeError, match="seed must be an int"):
         lossbook.setup(seed=1.5)
+
+
+def test_with_refuses_sizes_that_make_no_sense():
+    b = get_budget("smoke")
+    for bad in (-5, 0, 2.5, True, None):
+        with pytest.raises(ValueError, match="Budget.train_steps must be a positive int"):
+            b.with_(train_steps=bad)
+    with pytest.raises(TypeError, match=r"no field\(s\) \['steps'\].*train_steps"):
+        b.with_(steps=10)
+    assert b.with_(train_steps=7).train_steps == 7 and b.train_steps != 7
+
+
+@pytest.mark.parametrize("spelling", ["SMOKE", " smoke ", "Smoke", "\tcpu\n", "AUTO"])
+def test_spellings_are_case_and_space_insensitive(spelling, monkeypatch):
+    monkeypatch.setenv("LOSSBOOK_BUDGET", spelling)
+    assert get_budget().name == get_budget(spelling).name

@@ -19,7 +19,7 @@ index it with ``budget.name``.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import torch
 
@@ -61,13 +61,39 @@ class Budget:
     n_test: int
     sweep_points: int
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise TypeError(f"Budget.name must be a non-empty str; got {self.name!r}.")
+        for f in fields(self):
+            if f.name == "name":
+                continue
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(
+                    f"Budget.{f.name} must be a positive int; got {value!r}. Every size of a "
+                    "budget counts something (pixels, steps, images)."
+                )
+
     @property
     def meaningful(self) -> bool:
         """False for ``smoke``: its results only show that the code runs."""
         return self.name != "smoke"
 
     def with_(self, **changes: int) -> Budget:
-        """A copy with some fields changed, e.g. ``budget.with_(train_steps=10)``."""
+        """A copy with some fields changed, e.g. ``budget.with_(train_steps=10)``.
+
+        Raises
+        ------
+        TypeError
+            For a field that does not exist (the message lists the fields).
+        ValueError
+            For a size that is not a positive int.
+        """
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise TypeError(f"Budget has no field(s) {unknown}; the fields are "
+                            f"{sorted(known - {'name'})}.")
         return replace(self, **changes)
 
 
