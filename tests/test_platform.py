@@ -217,3 +217,75 @@ def test_a_chapter_is_executed_exactly_when_what_it_runs_changed(tmp_path):
     print("\ncase | seconds | executed")
     for case, seconds, executed in build.times:
         print(f"{case} | {seconds:.1f} | {', '.join(executed) or '-'}")
+
+
+# --- math without a CDN: the browser check ------------------------------------------------
+
+def _load_browser_check():
+    spec = importlib.util.spec_from_file_location("browser_check",
+                                                  ROOT / ".ci" / "browser_check.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_raw_tex_pattern():
+    bc = _load_browser_check()
+    for raw in ("$$x^2$$", r"\frac{a}{b}", r"\(a\)", r"\[ x \]", r"\mathbb{E}", r"\sum_i",
+                r"\begin{aligned}", r"\sqrt{2}"):
+        assert bc.RAW_TEX.search(raw), raw
+    for prose in ("it costs $5 and $6", "a\\b path", "the frame rate", "fractions", "\\fraction"):
+        assert not bc.RAW_TEX.search(prose), prose
+
+
+def test_browser_check_covers_every_toc_page():
+    bc = _load_browser_check()
+    todo, toc_root = bc.pages(ROOT)
+    listed = [p[0] for p in todo]
+    assert listed[0] == "index.html"
+    for entry in bc.toc_files(ROOT):
+        assert f"{entry}.html" in listed
+    chapters = [p for p in todo if p[2] is not None]
+    assert chapters and all(p[0].startswith("notebooks/") for p in chapters)
+    assert all("colab.research.google.com/github/" in p[2] for p in chapters)
+
+
+def _write_math_book(book: Path, offline: bool) -> None:
+    book.mkdir(parents=True)
+    ext = "  extra_extensions:\n    - sphinx-mathjax-offline\n" if offline else ""
+    (book / "_config.yml").write_text(
+        "title: math test\nonly_build_toc_files: true\n"
+        "execute:\n  execute_notebooks: 'off'\n"
+        "repository:\n  url: https://github.com/example/mathbook\n  branch: main\n"
+        "parse:\n  myst_enable_extensions:\n    - dollarmath\n    - amsmath\n"
+        f"sphinx:\n{ext}  local_extensions:\n    lossbook_assets: _ext\n")
+    (book / "_ext").mkdir()
+    shutil.copy(EXT.parent / "lossbook_assets.py", book / "_ext")
+    (book / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n  - file: eq\n")
+    (book / "intro.md").write_text("# Intro\n\nInline math $a^2 + b^2$ in a sentence.\n")
+    (book / "eq.md").write_text(
+        "# Equations\n\n$$\n\\mathrm{PSNR} = 10 \\log_{10} \\frac{L^2}{\\mathrm{MSE}}\n$$\n\n"
+        "and $\\sum_i x_i$ inline.\n")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs Debian's chromium")
+@pytest.mark.parametrize("offline", [True, False], ids=["offline-mathjax", "cdn-mathjax"])
+def test_math_renders_without_a_cdn(tmp_path, offline):
+    book = tmp_path / "book"
+    _write_math_book(book, offline)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([str(BIN / "jupyter-book"), "build", str(book), "-W"], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    assert (book / "_build/html/_static/mathjax/tex-chtml.js").is_file() == offline
+    check = subprocess.run([sys.executable, str(ROOT / ".ci" / "browser_check.py"),
+                            str(book / "_build/html"), "--root", str(book)], env=env,
+                           capture_output=True, text=True, timeout=600)
+    if offline:  # every formula typeset by the book's own MathJax, screenshots saved
+        assert check.returncode == 0, check.stdout + check.stderr
+        assert "formulas typeset" in check.stdout
+        assert (book / "_build/screenshots/eq.png").stat().st_size > 1000
+    else:  # the CDN is unreachable from the check: raw TeX must be reported
+        assert check.returncode == 1, check.stdout + check.stderr
+        assert "MathJax did not load" in check.stdout
