@@ -8,6 +8,12 @@ Independent references and tolerances:
   window (``gaussian_weights=False``): float64, 1e-6. scikit-image filters with reflective
   padding and then crops ``(win_size - 1) // 2`` pixels from every border before averaging,
   which is exactly our valid region.
+- torchmetrics (``structural_similarity_index_measure``), a third implementation: its
+  returned SSIM also averages the windows over its reflect-padded border, so the test
+  crops its full map (``return_full_image=True``) to the valid region, 1e-6; its MS-SSIM
+  uses that padded SSIM at the coarsest scale, so the test compares the cs scales (the
+  coarsest weight set to 0), one channel, 1e-6.
+- float64 for the float32 path far outside ``[0, data_range]`` (an offset of 1000).
 - scipy's Gaussian kernel (``gaussian_filter1d`` of a unit impulse, truncate=3.5) for the
   window, 1e-12.
 - Closed forms: the three properties of Wang et al. (symmetry, <= 1, = 1 iff x = y),
@@ -205,6 +211,103 @@ def test_ms_ssim_odd_sides_and_minimum_size(gen):
     # an odd last row is averaged on its own, not with zeros
     b = torch.ones(1, 1, 3, 3)
     assert torch.equal(torch.nn.functional.avg_pool2d(b, 2, ceil_mode=True), torch.ones(1, 1, 2, 2))
+
+
+def test_ssim_matches_torchmetrics_valid_region(gen):
+    from torchmetrics.functional.image import structural_similarity_index_measure as tm_ssim
+
+    for shape, data_range in [((2, 3, 40, 52), 1.0), ((1, 1, 64, 48), 255.0)]:
+        x, y = _pair(gen, shape, noise=0.2, scale=data_range)
+        _, full = tm_ssim(x, y, data_range=data_range, return_full_image=True,
+                          reduction="none")
+        valid = full[..., 5:-5, 5:-5].flatten(1).mean(1)  # its windows inside the image
+        torch.testing.assert_close(ssim(x, y, data_range=data_range, reduction="none"), valid,
+                                   atol=TOL, rtol=0)
+
+
+def test_ms_ssim_cs_scales_match_torchmetrics(gen):
+    from torchmetrics.functional.image import (
+        multiscale_structural_similarity_index_measure as tm_ms_ssim,
+    )
+
+    betas = (0.1, 0.3, 0.4, 0.2, 0.0)  # coarsest weight 0: torchmetrics pads that SSIM
+    x, y = _pair(gen, (2, 1, 192, 176), noise=0.2)
+    theirs = tm_ms_ssim(x, y, data_range=1.0, betas=betas, reduction="none")
+    ours = ms_ssim(x, y, weights=betas, reduction="none")
+    torch.testing.assert_close(ours, theirs, atol=TOL, rtol=0)
+
+
+# ------------------------------------------------------------------ chunks, precision
+
+
+@pytest.mark.parametrize("budget", [2000, 10_000, 20_000])
+def test_chunked_equals_unchunked(gen, monkeypatch, budget):
+    """Batches split into groups of images and images into bands of rows: same value and
+    gradients (float64, 1e-12) as one chunk, for x and y, SSIM and MS-SSIM."""
+    x, y = _pair(gen, (3, 2, 120, 39), noise=0.3)
+    mx, my = _pair(gen, (2, 1, 64, 70), noise=0.3)
+    kw = dict(win_size=5, weights=(0.3, 0.3, 0.4))
+
+    def run():
+        out = []
+        for fn, a, b, extra in [(ssim, x, y, {}), (ms_ssim, mx, my, kw)]:
+            a, b = a.clone().requires_grad_(), b.clone().requires_grad_()
+            v = fn(a, b, reduction="none", **extra)
+            (v * torch.arange(1.0, 1 + v.numel(), dtype=v.dtype)).sum().backward()
+            out += [v.detach(), a.grad, b.grad]
+        return out
+
+    whole = run()
+    monkeypatch.setattr(st, "_CHUNK_ELEMENTS", budget)
+    assert len(st._chunks(3, 2, 120, 39, 11, budget)) >= 2  # really chunked
+    for a, b in zip(run(), whole, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+
+
+def test_chunks_cover_every_row_once():
+    for n, c, h, w, t, budget in [(5, 3, 100, 90, 11, 10_000), (4, 1, 64, 64, 11, 1 << 18),
+                                  (1, 3, 1024, 1024, 11, 1 << 18)]:
+        chunks = st._chunks(n, c, h, w, t, budget)
+        seen = torch.zeros(n, h - t + 1, dtype=torch.long)
+        for b0, b1, r0, r1 in chunks:
+            seen[b0:b1, r0:r1] += 1
+            assert (b1 - b0) * c * (r1 - r0 + t - 1) * w <= max(budget, c * w * 5 * t)
+        assert (seen == 1).all()
+
+
+@pytest.mark.parametrize("offset", [1000.0, -1e4])
+def test_float32_far_outside_data_range_matches_float64(gen, offset):
+    """An offset of 1000 used to give SSIM = -4.8 in float32 (variances E[x^2] - mu^2
+    cancelling); the moments are now taken about a per-channel centre."""
+    x, y = _pair(gen, (2, 3, 48, 48), noise=0.2, dtype=torch.float32)
+    x, y = x + offset, y + offset  # rounded to float32 here; float64 sees the same values
+    x32 = x.clone().requires_grad_()
+    x64 = x.double().requires_grad_()
+    v32, v64 = ssim(x32, y), ssim(x64, y.double())
+    assert -1 <= float(v32.detach()) <= 1 and v32.dtype == torch.float32
+    assert abs(float(v32.detach()) - float(v64.detach())) < 1e-5
+    v32.backward()
+    v64.backward()
+    torch.testing.assert_close(x32.grad.double(), x64.grad, atol=1e-6, rtol=1e-3)
+    comp = ssim_components(x, y)
+    assert abs(float(comp.ssim.mean()) - float(v64.detach())) < 1e-5
+    mx, my = _pair(gen, (1, 1, 176, 176), noise=0.2, dtype=torch.float32)
+    mx, my = mx + offset, my + offset
+    assert abs(float(ms_ssim(mx, my)) - float(ms_ssim(mx.double(), my.double()))) < 1e-5
+
+
+def test_float32_wide_values_are_computed_in_float64(gen):
+    """Values spread over far more than data_range (8-bit values with data_range=1):
+    float32 would round the variances of flat windows; the statistics switch to float64,
+    the result stays float32."""
+    x, y = _pair(gen, (1, 1, 40, 40), noise=0.1, scale=255.0, dtype=torch.float32)
+    x[..., :20, :] = 128.0
+    y[..., :20, :] = 128.0  # flat and equal: SSIM 1 there
+    v = ssim(x, y, data_range=1.0)
+    ref = ssim(x.double(), y.double(), data_range=1.0)
+    assert v.dtype == torch.float32 and abs(float(v) - float(ref)) < 1e-6
+    with pytest.raises(ValueError, match="times data_range=1.*real data_range"):
+        ssim(x * 1e5, y * 1e5, data_range=1.0)
 
 
 # ----------------------------------------------------------------------- properties

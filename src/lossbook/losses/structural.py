@@ -202,14 +202,34 @@ def _blur_adjoint(g: torch.Tensor, win: torch.Tensor) -> torch.Tensor:
     """The adjoint of :func:`_blur`: 'full' filtering from (N, K, H', W') back to (N, K, H, W).
 
     A zero-padded convolution with the flipped window (faster on the CPU than
-    ``conv_transpose2d``), computed channels-last like the forward blur.
+    ``conv_transpose2d``), in the memory layout of ``g``.
     """
     k, t = g.shape[1], win.numel()
     w = win.flip(0)
-    g = g.contiguous(memory_format=torch.channels_last)
     out = F.conv2d(g, w.view(1, 1, 1, t).expand(k, 1, 1, t), groups=k, padding=(0, t - 1))
-    out = F.conv2d(out, w.view(1, 1, t, 1).expand(k, 1, t, 1), groups=k, padding=(t - 1, 0))
-    return out.contiguous()
+    return F.conv2d(out, w.view(1, 1, t, 1).expand(k, 1, t, 1), groups=k, padding=(t - 1, 0))
+
+
+def _stack_last(maps: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Concatenate (N, C, H, W) maps along channels, channels-last in memory.
+
+    PyTorch's CPU depthwise convolution is about twice as fast in that layout.
+    """
+    out = torch.cat([m.permute(0, 2, 3, 1) for m in maps], dim=3)
+    return out.permute(0, 3, 1, 2)
+
+
+def _reference(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Per-(image, channel) centre ``r`` of the values of both images, and their half-spread.
+
+    ``r`` (N, C, 1, 1) is the midpoint of ``[min(x, y), max(x, y)]`` in each channel, and
+    ``spread = max |v - r|`` over both images and all channels (a Python float). The
+    moments are computed from ``x - r`` and ``y - r``.
+    """
+    lo = torch.minimum(x.amin(dim=(2, 3)), y.amin(dim=(2, 3)))
+    hi = torch.maximum(x.amax(dim=(2, 3)), y.amax(dim=(2, 3)))
+    r = (0.5 * (lo + hi))[..., None, None]
+    return r, float((hi - lo).max()) / 2
 
 
 def _raw_moments(
@@ -217,16 +237,16 @@ def _raw_moments(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Local means, variances (not yet clamped) and covariance, each (N, C, H', W').
 
-    The five maps are stacked channels-last, as ``(N, H, W, 5C)`` memory viewed as an
-    ``(N, 5C, H, W)`` tensor: PyTorch's CPU depthwise convolution is about twice as fast
-    in that layout.
+    The moments are formed from the images minus a per-channel centre (see
+    :func:`_reference`), so an offset far outside ``[0, data_range]`` costs no precision;
+    the means add the centre back.
     """
     c = x.shape[1]
-    xl, yl = x.permute(0, 2, 3, 1), y.permute(0, 2, 3, 1)
-    stacked = torch.cat([xl, yl, xl * xl, yl * yl, xl * yl], dim=3).permute(0, 3, 1, 2)
-    stats = _blur(stacked, win).contiguous()  # back to (N, 5C, H', W') for fast maths
-    mu_x, mu_y, e_xx, e_yy, e_xy = stats.split(c, dim=1)
-    return mu_x, mu_y, e_xx - mu_x * mu_x, e_yy - mu_y * mu_y, e_xy - mu_x * mu_y
+    r, _ = _reference(x.detach(), y.detach())
+    xc, yc = x - r, y - r
+    stats = _blur(_stack_last([xc, yc, xc * xc, yc * yc, xc * yc]), win).contiguous()
+    m_x, m_y, e_xx, e_yy, e_xy = stats.split(c, dim=1)
+    return m_x + r, m_y + r, e_xx - m_x * m_x, e_yy - m_y * m_y, e_xy - m_x * m_y
 
 
 def _moments(
@@ -237,76 +257,179 @@ def _moments(
     return mu_x, mu_y, var_x.clamp_min(0), var_y.clamp_min(0), cov
 
 
-class _SSIMMeans(torch.autograd.Function):
-    r"""Per-channel means of the SSIM map and of the cs map, with a hand-written backward.
+#: Input elements (pixels x channels) per chunk on the CPU: the stacked statistics of a
+#: chunk are 20 bytes per element (5 float32 maps), 5 MiB here, far below glibc's mmap
+#: threshold (at most 32 MiB), so temporaries are recycled by the allocator instead of
+#: mapped and page-faulted afresh on every call, and mostly stay in cache.
+_CHUNK_ELEMENTS = 1 << 18
 
-    Forward: the statistics from one blur of the five stacked maps. Backward: with
+
+def _chunks(n: int, c: int, h: int, w: int, t: int, budget: int) -> list[tuple[int, int, int, int]]:
+    """Chunks ``(b0, b1, r0, r1)``: images ``b0:b1`` and SSIM-map rows ``r0:r1``.
+
+    Whole images are grouped while they fit in ``budget`` elements; an image larger than
+    that is cut into bands of output rows (each band reads ``t - 1`` extra input rows).
+    """
+    h_out = h - t + 1
+    per_image = c * h * w
+    if per_image <= budget:
+        nb = max(1, budget // per_image)
+        return [(b, min(b + nb, n), 0, h_out) for b in range(0, n, nb)]
+    rows = max(budget // (c * w) - (t - 1), 4 * (t - 1), 16)  # at most 25 % halo
+    bands = [(r, min(r + rows, h_out)) for r in range(0, h_out, rows)]
+    return [(b, b + 1, r0, r1) for b in range(n) for (r0, r1) in bands]
+
+
+def _ssim_chunk(x, y, r, win, c1, c2, cs_only, need_x, need_y, inv_m):
+    """SSIM (or cs) map sums of one chunk, and the chunk's input gradients of their mean.
+
+    ``x``, ``y`` (n, C, h, W) already centred: the true values are ``x + r`` (``r`` is
+    (n, C, 1, 1)); ``r`` matters only to the luminance term.
+    Returns ``(sums (n, C), gx, gy)``; ``gx``/``gy`` are (n, C, h, W) channels-last in
+    memory, or None.
+    """
+    c = x.shape[1]
+    stacked = _stack_last([x, y, x * x, y * y, x * y])
+    m_x, m_y, e_xx, e_yy, e_xy = _blur(stacked, win).contiguous().split(c, dim=1)
+    var_x = e_xx.addcmul_(m_x, m_x, value=-1)
+    var_y = e_yy.addcmul_(m_y, m_y, value=-1)
+    cov = e_xy.addcmul_(m_x, m_y, value=-1)
+    mu_x, mu_y = m_x + r, m_y + r
+    keep_x, keep_y = var_x >= 0, var_y >= 0
+    b2 = var_x.clamp_min(0).add_(var_y.clamp_min(0)).add_(c2)
+    cs = (2 * cov).add_(c2).div_(b2)
+    if cs_only:
+        value = cs
+    else:
+        a1 = (2 * mu_x).mul_(mu_y).add_(c1)
+        b1 = (mu_x * mu_x).add_(mu_y * mu_y).add_(c1)  # no FMA: = A1 when x == y
+        lum = a1.div_(b1)
+        value = lum * cs
+    sums = value.sum(dim=(2, 3))
+    if not (need_x or need_y):
+        return sums, None, None
+    # d(mean)/d(A1, B1, A2, B2) with A1 = 2 mu_x mu_y + C1, B1 = mu_x^2 + mu_y^2 + C1,
+    # A2 = 2 cov + C2, B2 = var_x + var_y + C2; then to the blurred maps m, E[x^2], E[xy]
+    b2.reciprocal_().mul_(inv_m)  # 1 / (m B2)
+    if cs_only:
+        d_a2 = b2
+        d_b2 = cs.mul_(b2).neg_()
+    else:
+        b1.reciprocal_()
+        d_a2 = lum * b2
+        d_b2 = value.mul(b2).neg_()
+        d_b1 = value.mul_(b1).mul_(-inv_m)  # -ssim / (m B1)
+        d_a1 = cs.mul_(b1).mul_(inv_m)  # cs / (m B1)
+    d_exx = d_b2 * keep_x
+    d_eyy = d_b2 * keep_y
+    d_cov = 2 * d_a2
+    # d/d m_x = dA1/dmu_x d_a1 + dB1/dmu_x d_b1 - 2 m_x d_exx - m_y d_cov
+    d_mx = (m_x * d_exx).addcmul_(m_y, d_a2).mul_(-2)
+    d_my = (m_y * d_eyy).addcmul_(m_x, d_a2).mul_(-2) if need_y else None
+    if not cs_only:
+        d_mx.addcmul_(mu_y, d_a1, value=2).addcmul_(mu_x, d_b1, value=2)
+        if need_y:
+            d_my.addcmul_(mu_x, d_a1, value=2).addcmul_(mu_y, d_b1, value=2)
+    maps = [d_mx, d_exx, d_cov] + ([d_my, d_eyy] if need_y else [])
+    back = _blur_adjoint(_stack_last(maps), win).split(c, dim=1)
+    xs, ys = stacked[:, :c], stacked[:, c : 2 * c]  # x, y, channels-last like `back`
+    gx = back[0].addcmul(xs, back[1], value=2).addcmul_(ys, back[2]) if need_x else None
+    gy = back[3].addcmul(ys, back[4], value=2).addcmul_(xs, back[2]) if need_y else None
+    return sums, gx, gy
+
+
+class _SSIMMean(torch.autograd.Function):
+    r"""Per-channel mean of the SSIM map (or of the cs map), gradient computed with it.
+
+    The output is a mean over the map, so its gradient with respect to the input is the
+    upstream scalar per channel times a fixed map :math:`G = \partial\,\mathrm{mean}/
+    \partial x`. :math:`G` is computed in the forward pass, chunk by chunk (see
+    :func:`_chunks`), while each chunk's statistics are still in cache: with
     :math:`s = A_1 A_2 / (B_1 B_2)`, :math:`A_1 = 2\mu_x\mu_y + C_1`,
     :math:`B_1 = \mu_x^2 + \mu_y^2 + C_1`, :math:`A_2 = 2\sigma_{xy} + C_2`,
     :math:`B_2 = \sigma_x^2 + \sigma_y^2 + C_2`, the derivatives with respect to the
     blurred maps :math:`\mu_x, E[x^2], E[xy]` are formed pointwise and sent back through
     the adjoint blur once (3 maps per channel, 5 when ``y`` needs a gradient too):
-    :math:`\partial/\partial x = w \star g_{\mu_x} + 2x\,(w \star g_{xx})
-    + y\,(w \star g_{xy})`. This needs far fewer temporaries than autograd through every
-    elementwise step; the tests check it with ``torch.autograd.gradcheck``.
+    :math:`G = w \star g_{\mu_x} + 2x\,(w \star g_{xx}) + y\,(w \star g_{xy})`. The
+    backward pass is one multiplication. Only :math:`G` is kept for it (one map of the
+    input's size), not the statistics; the tests check it with ``gradcheck``.
     """
 
     @staticmethod
-    def forward(ctx, x, y, win, c1, c2):  # noqa: D102
-        mu_x, mu_y, rvar_x, rvar_y, cov = _raw_moments(x, y, win)
-        a1 = 2 * mu_x * mu_y + c1
-        b1 = mu_x * mu_x + mu_y * mu_y + c1
-        a2 = 2 * cov + c2
-        b2 = rvar_x.clamp_min(0) + rvar_y.clamp_min(0) + c2
-        cs = a2 / b2
-        ssim_map = (a1 / b1) * cs
-        ctx.save_for_backward(x, y, win, mu_x, mu_y, a1, b1, b2, cs, ssim_map,
-                              rvar_x >= 0, rvar_y >= 0)
-        return ssim_map.flatten(2).mean(dim=2), cs.flatten(2).mean(dim=2)
+    def forward(ctx, x, y, win, c1, c2, cs_only, r, shift):  # noqa: D102
+        need_x, need_y = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        n, c, h, w = x.shape
+        t = win.numel()
+        inv_m = 1.0 / ((h - t + 1) * (w - t + 1))
+        budget = _CHUNK_ELEMENTS if x.device.type == "cpu" else 1 << 62
+        sums = x.new_zeros(n, c)
+        last = dict(memory_format=torch.channels_last)
+        gx = torch.zeros_like(x, **last) if need_x else None
+        gy = torch.zeros_like(y, **last) if need_y else None
+        for b0, b1, r0, r1 in _chunks(n, c, h, w, t, budget):
+            rows = slice(r0, r1 + t - 1)
+            rc = r[b0:b1]
+            xc = x[b0:b1, :, rows] - rc
+            yc = y[b0:b1, :, rows] - rc
+            s, gxc, gyc = _ssim_chunk(xc, yc, rc + shift[b0:b1], win, c1, c2, cs_only, need_x,
+                                      need_y, inv_m)
+            sums[b0:b1] += s
+            if gxc is not None:
+                gx[b0:b1, :, rows] += gxc
+            if gyc is not None:
+                gy[b0:b1, :, rows] += gyc
+        ctx.save_for_backward(gx, gy)
+        return sums / ((h - t + 1) * (w - t + 1))  # a division: exactly 1 when x == y
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, g_ssim, g_cs):  # noqa: D102
-        x, y, win, mu_x, mu_y, a1, b1, b2, cs, ssim_map, keep_x, keep_y = ctx.saved_tensors
-        need_x, need_y = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        if not (need_x or need_y):
-            return None, None, None, None, None
-        m = mu_x.shape[-1] * mu_x.shape[-2]
-        gs = (g_ssim / m)[..., None, None]
-        gc = (g_cs / m)[..., None, None]
-        # d/dA1, d/dB1, d/dA2, d/dB2 of  gs * A1 A2 / (B1 B2) + gc * A2 / B2
-        d_a1 = gs * cs / b1
-        d_b1 = -gs * ssim_map / b1
-        d_a2 = (gs * a1 / b1 + gc) / b2
-        d_b2 = -(gs * ssim_map + gc * cs) / b2
-        # back to the blurred maps mu, E[x^2] (through the clamped variance), E[xy]
-        d_cov = 2 * d_a2
-        d_exx = d_b2 * keep_x
-        d_eyy = d_b2 * keep_y
-        d_mux = 2 * mu_y * (d_a1 - d_a2) + 2 * mu_x * (d_b1 - d_exx)
-        d_muy = 2 * mu_x * (d_a1 - d_a2) + 2 * mu_y * (d_b1 - d_eyy)
-        if need_y:
-            maps = [d_mux, d_muy, d_exx, d_eyy, d_cov]
-        else:
-            maps = [d_mux, d_exx, d_cov]
-        c = x.shape[1]
-        back = _blur_adjoint(torch.cat(maps, dim=1), win).split(c, dim=1)
-        if need_y:
-            b_mux, b_muy, b_exx, b_eyy, b_cov = back
-            gx = b_mux + 2 * x * b_exx + y * b_cov if need_x else None
-            gy = b_muy + 2 * y * b_eyy + x * b_cov
-        else:
-            b_mux, b_exx, b_cov = back
-            gx = b_mux + 2 * x * b_exx + y * b_cov
-            gy = None
-        return gx, gy, None, None, None
+    def backward(ctx, g):  # noqa: D102
+        gx, gy = ctx.saved_tensors
+        g = g[..., None, None]
+        return (None if gx is None else g * gx, None if gy is None else g * gy,
+                None, None, None, None, None, None)
 
 
-def _ssim_cs_means(
-    x: torch.Tensor, y: torch.Tensor, win: torch.Tensor, c1: float, c2: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel means (N, C) of the SSIM map and of the contrast-structure map."""
-    return _SSIMMeans.apply(x, y, win, c1, c2)
+#: float32 statistics are used while the values of each channel stay within this many
+#: ``sqrt(C2)`` (= ``k2 * data_range``) of their centre (66 x 0.03 = 2 data ranges for
+#: the defaults); beyond, float64 (rounding of the variances in flat windows would
+#: otherwise move SSIM by more than about 1e-3); beyond the float64 limit, an error.
+_F32_SPREAD, _F64_SPREAD = 66.0, 1.5e6
+
+
+def _statistics_dtype(p: _Prepared, spread: float) -> torch.dtype:
+    """float64 where float32 statistics would be inaccurate (see :data:`_F32_SPREAD`)."""
+    scale = math.sqrt(p.c2)
+    if spread > _F64_SPREAD * scale:
+        raise ValueError(
+            f"the image values spread over {2 * spread:.3g}, {2 * spread / p.data_range:.3g} "
+            f"times data_range={p.data_range:g}: SSIM's statistics cannot be computed "
+            "accurately that far outside [0, data_range]. Pass the images' real data_range "
+            "(e.g. 255 for 8-bit values) or rescale them."
+        )
+    if p.x.dtype == torch.float32 and spread > _F32_SPREAD * scale:
+        return torch.float64
+    return p.x.dtype
+
+
+def _ssim_mean(p: _Prepared, *, cs_only: bool = False,
+               shift: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-channel mean (N, C) of the SSIM map of ``p.x, p.y``, or of the cs map.
+
+    ``shift`` (N, C, 1, 1): ``p.x`` and ``p.y`` were centred by subtracting it (as
+    :func:`ms_ssim` does before its pyramid); it is added back for the luminance. Computed
+    in the dtype of ``p.x`` (float32 or float64), or in float64 where the values spread too
+    far for float32 (see :data:`_F32_SPREAD`), and returned in ``p.x.dtype``.
+    """
+    r, spread = _reference(p.x.detach(), p.y.detach())
+    if shift is None:
+        shift = torch.zeros_like(r)
+    dtype = _statistics_dtype(p, spread)
+    if dtype == p.x.dtype:
+        return _SSIMMean.apply(p.x, p.y, p.win, p.c1, p.c2, cs_only, r, shift)
+    out = _SSIMMean.apply(p.x.to(dtype), p.y.to(dtype), p.win.to(dtype), p.c1, p.c2,
+                          cs_only, r.to(dtype), shift.to(dtype))
+    return out.to(p.x.dtype)
 
 
 class _Prepared(NamedTuple):
@@ -315,6 +438,7 @@ class _Prepared(NamedTuple):
     win: torch.Tensor
     c1: float
     c2: float
+    data_range: float
 
 
 def _prepare(x, y, data_range, win_size, sigma, k1, k2, window) -> _Prepared:
@@ -323,7 +447,7 @@ def _prepare(x, y, data_range, win_size, sigma, k1, k2, window) -> _Prepared:
     _check_k(k1, k2)
     dtype = _compute_dtype(x)
     win = _window(window, win_size, float(sigma), x.device, dtype)
-    return _Prepared(x.to(dtype), y.to(dtype), win, (k1 * L) ** 2, (k2 * L) ** 2)
+    return _Prepared(x.to(dtype), y.to(dtype), win, (k1 * L) ** 2, (k2 * L) ** 2, L)
 
 
 def _too_small(win_size: int) -> str:
@@ -393,14 +517,16 @@ def ssim_components(
     p = _prepare(x, y, data_range, win_size, sigma, k1, k2, window)
     _check_inputs(x, y, win_size, _too_small(win_size))
     with torch.autocast(device_type=x.device.type, enabled=False):
-        mu_x, mu_y, var_x, var_y, cov = _moments(p.x, p.y, p.win)
+        dtype = _statistics_dtype(p, _reference(p.x.detach(), p.y.detach())[1])
+        mu_x, mu_y, var_x, var_y, cov = _moments(p.x.to(dtype), p.y.to(dtype), p.win.to(dtype))
         c1, c2 = p.c1, p.c2
         c3 = c2 / 2
         sd_x, sd_y = var_x.sqrt(), var_y.sqrt()
         lum = (2 * mu_x * mu_y + c1) / (mu_x * mu_x + mu_y * mu_y + c1)
         con = (2 * sd_x * sd_y + c2) / (var_x + var_y + c2)
         struc = (cov + c3) / (sd_x * sd_y + c3)
-        return SSIMComponents(lum, con, struc, lum * con * struc)
+        maps = (lum, con, struc, lum * con * struc)
+        return SSIMComponents(*(m.to(p.x.dtype) for m in maps))
 
 
 def ssim(
@@ -465,7 +591,7 @@ def ssim(
     p = _prepare(x, y, data_range, win_size, sigma, k1, k2, window)
     _check_inputs(x, y, win_size, _too_small(win_size))
     with torch.autocast(device_type=x.device.type, enabled=False):
-        per_channel, _ = _ssim_cs_means(p.x, p.y, p.win, p.c1, p.c2)
+        per_channel = _ssim_mean(p)
         per_image = per_channel.mean(dim=1)
     return per_image.mean() if reduction == "mean" else per_image
 
@@ -564,19 +690,21 @@ def ms_ssim(
         "larger images",
     )
     with torch.autocast(device_type=x.device.type, enabled=False):
-        a, b = p.x, p.y
+        # centre once, so that the pyramid's averages lose no precision to an offset
+        r, spread = _reference(p.x.detach(), p.y.detach())
+        dtype = _statistics_dtype(p, spread)
+        a, b = p.x.to(dtype) - r.to(dtype), p.y.to(dtype) - r.to(dtype)
         value = None
         for j, beta in enumerate(betas):
-            ssim_mean, cs_mean = _ssim_cs_means(a, b, p.win, p.c1, p.c2)
-            if j < scales - 1:
-                term = cs_mean
+            last = j == scales - 1
+            term = _ssim_mean(p._replace(x=a, y=b, win=p.win.to(dtype)), cs_only=not last,
+                              shift=r.to(dtype))
+            if not last:
                 a = F.avg_pool2d(a, 2, ceil_mode=True)
                 b = F.avg_pool2d(b, 2, ceil_mode=True)
-            else:
-                term = ssim_mean
             factor = _safe_pow(term, beta)  # (N, C)
             value = factor if value is None else value * factor
-        per_image = value.mean(dim=1)
+        per_image = value.mean(dim=1).to(p.x.dtype)
     return per_image.mean() if reduction == "mean" else per_image
 
 
