@@ -674,15 +674,18 @@ def sr_difference_figure(result: RunResult, image: int | None = None,
     y = functools.partial(sr_view, channel="y", shave=0)
     truth = y(hr[image:image + 1])[0, 0]
     base = y(result.outputs["L1"][image:image + 1])[0, 0] if "L1" in result.outputs else None
-    fig, axes = plt.subplots(2, len(methods), figsize=(2.3 * len(methods), 5), squeeze=False)
+    fig, axes = plt.subplots(2, len(methods), figsize=(2.3 * len(methods), 5.8),
+                             squeeze=False)
     for j, m in enumerate(methods):
         out = y(result.outputs[m][image:image + 1])[0, 0]
         axes[0, j].imshow((out - truth).abs()[crop].numpy(), cmap="gray", vmin=0, vmax=vmax)
-        axes[0, j].set_title(f"|{m} - HR|", fontsize=8)
-        if base is not None:
+        axes[0, j].set_title(f"|{m} - HR|".replace("+", "+\n", 1) if len(m) > 14
+                             else f"|{m} - HR|", fontsize=8)
+        if base is not None and m != "L1":
             axes[1, j].imshow((out - base)[crop].numpy(), cmap="gray", vmin=-vmax / 2,
                               vmax=vmax / 2)
-            axes[1, j].set_title(f"{m} - L1", fontsize=8)
+            axes[1, j].set_title(f"{m} - L1".replace("+", "+\n", 1) if len(m) > 14
+                                 else f"{m} - L1", fontsize=8)
         for ax in axes[:, j]:
             ax.axis("off")
     fig.suptitle(f"Errors (top, 0 to {vmax:g}) and changes relative to L1 (bottom, "
