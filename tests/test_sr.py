@@ -32,6 +32,7 @@ from lossbook.data import (
     sr_pairs,
 )
 from lossbook.experiments import (
+    SR_CONTROL,
     SR_FEATURE_METHODS,
     SR_METHODS,
     SR_PIXEL_METHODS,
@@ -292,13 +293,13 @@ def test_sr_view_and_conventions_have_no_hidden_defaults():
 
 
 def test_methods_and_losses():
-    assert SR_METHODS == SR_PIXEL_METHODS + SR_FEATURE_METHODS
+    assert SR_METHODS == SR_PIXEL_METHODS + (SR_CONTROL,) + SR_FEATURE_METHODS
     assert set(SR_PIXEL_METHODS) == {"L1", "L2", "Charbonnier", "Mix"}
     sizes = SR_SIZES["smoke"]
     net = make_sr_net(sizes)
     lr, hr = SRPatchSampler(load_images(["astronaut"], 64, color=True), 2,
                             sizes["patch_size"])(2, torch.Generator().manual_seed(0))
-    for m in SR_PIXEL_METHODS:
+    for m in SR_PIXEL_METHODS + (SR_CONTROL,):
         loss = sr_loss(m, sizes)
         out = loss(net(lr), hr)
         value = out[0] if isinstance(out, tuple) else out
@@ -413,9 +414,15 @@ def test_findings_are_computed_from_the_numbers():
 
 def test_feature_and_adversarial_methods_fine_tune_the_l1_network(tmp_path):
     r = run_experiment("sr-losses", budget="smoke", out=tmp_path, progress=False,
-                       methods=["L1+perceptual+adversarial", "content+style"], figures=False)
+                       methods=["L1+perceptual+adversarial", "content+style", SR_CONTROL],
+                       figures=False)
     # the L1 network they start from is trained and reported too
-    assert r.payload["methods"] == ["L1", "content+style", "L1+perceptual+adversarial"]
+    assert r.payload["methods"] == ["L1", SR_CONTROL, "content+style",
+                                    "L1+perceptual+adversarial"]
+    assert r.row(SR_CONTROL)["finetuned_from"] == "L1"
+    lines = sr_findings(r)
+    assert any(s.startswith("The control, L1 trained") for s in lines)
+    assert any(s.startswith(f"content+style vs {SR_CONTROL}") for s in lines)
     adv = r.row("L1+perceptual+adversarial")
     assert adv["finetuned_from"] == "L1"
     assert adv["steps"] == SR_SIZES["smoke"]["steps"] + SR_SIZES["smoke"]["finetune_steps"]

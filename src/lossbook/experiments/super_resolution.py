@@ -47,6 +47,7 @@ __all__ = [
     "SR_METHODS",
     "SR_PIXEL_METHODS",
     "SR_FEATURE_METHODS",
+    "SR_CONTROL",
     "SR_BASELINES",
     "SR_METRICS",
     "SR_MIX_ALPHA",
@@ -76,7 +77,12 @@ SR_FEATURE_METHODS: tuple[str, ...] = (
 )
 """Losses fine-tuned from the L1 network (feature, texture and adversarial terms)."""
 
-SR_METHODS: tuple[str, ...] = SR_PIXEL_METHODS + SR_FEATURE_METHODS
+SR_CONTROL = "L1 (continued)"
+"""The fair reference of the fine-tuned methods: the L1 network trained ``finetune_steps``
+more steps with L1 alone, at the same learning rate, so that a feature method's gain or
+loss is not just the effect of more training."""
+
+SR_METHODS: tuple[str, ...] = SR_PIXEL_METHODS + (SR_CONTROL,) + SR_FEATURE_METHODS
 """Every training loss of ``sr-losses``, in table order."""
 
 SR_BASELINES: tuple[str, ...] = ("bicubic", "Lanczos")
@@ -172,7 +178,7 @@ def sr_loss(method: str, sizes: dict) -> nn.Module:
     ImportError
         If ``lossbook.losses`` lacks the pieces this loss needs.
     """
-    if method == "L1":
+    if method in ("L1", SR_CONTROL):
         return L.L1Loss()
     if method == "L2":
         return L.MSELoss()
@@ -210,8 +216,8 @@ def available_sr_losses(sizes: dict | None = None) -> tuple[list[str], dict[str,
                 except ImportError as err:
                     raise ImportError("the adversarial method needs "
                                       "lossbook.train_adversarial.fit_adversarial.") from err
-            else:
-                sr_loss(m, sizes) if m in SR_PIXEL_METHODS else None
+            elif m in SR_PIXEL_METHODS:
+                sr_loss(m, sizes)
             ok.append(m)
         except ImportError as err:
             missing[m] = str(err)
@@ -332,7 +338,8 @@ def _run_sr_losses(sizes: dict, *, workdir: Path, device: torch.device,
     methods_ok, missing = available_sr_losses(sizes)
     if methods is not None:
         methods_ok = [m for m in methods_ok if m in methods]
-    if any(m in SR_FEATURE_METHODS for m in methods_ok) and "L1" not in methods_ok:
+    tuned = SR_FEATURE_METHODS + (SR_CONTROL,)
+    if any(m in tuned for m in methods_ok) and "L1" not in methods_ok:
         methods_ok = ["L1"] + methods_ok  # the feature methods start from the L1 net
     pairs = sr_test_pairs(sizes)
     val = _val_pairs(pairs, scale, sizes["val_crop"])
@@ -370,7 +377,7 @@ def _run_sr_losses(sizes: dict, *, workdir: Path, device: torch.device,
                 checkpoint=workdir / f"{slug(method)}.pt", callback=cb, **common)
         record(method, h, model, steps=sizes["steps"])
 
-    for method in [m for m in methods_ok if m in SR_FEATURE_METHODS]:
+    for method in [m for m in methods_ok if m in tuned]:
         model = make_sr_net(sizes)
         model.load_state_dict(load_checkpoint(workdir / "l1.pt")["model"])
         cb = None if callback is None else functools.partial(callback, method)
@@ -498,14 +505,20 @@ def sr_findings(result: RunResult | dict) -> list[str]:
         "High-frequency detail (sharpness ratio, 1 = as much as the true HR image): "
         + ", ".join(f"{m} {rows[m]['sharpness']:.2f}" for m in ["bicubic", *learned])
         + f". The sharpest learned output is {sharp}'s.")
-    if "L1" in rows:
+    ref = SR_CONTROL if SR_CONTROL in rows else "L1"
+    if ref in rows:
+        if ref == SR_CONTROL:
+            d = _paired(rows, SR_CONTROL, "L1")
+            out.append(f"The control, L1 trained for the fine-tuning steps too, vs L1: PSNR "
+                       f"{_diff_sentence(d, ' dB')}. The fine-tuned methods are compared with "
+                       "this control, so extra training alone does not count as their gain.")
         for m in [m for m in learned if m in SR_FEATURE_METHODS]:
-            dp = _paired(rows, m, "L1")
-            ds = _paired(rows, m, "L1", "sharpness")
-            sentence = (f"{m} vs L1: PSNR {_diff_sentence(dp, ' dB')}; sharpness ratio "
+            dp = _paired(rows, m, ref)
+            ds = _paired(rows, m, ref, "sharpness")
+            sentence = (f"{m} vs {ref}: PSNR {_diff_sentence(dp, ' dB')}; sharpness ratio "
                         f"{_diff_sentence(ds, '')}")
             if not np.isnan(rows[m]["feature_distance"]):
-                df = _paired(rows, m, "L1", "feature_distance")
+                df = _paired(rows, m, ref, "feature_distance")
                 sentence += f"; feature distance {_diff_sentence(df, '', 4)}"
             out.append(sentence + ".")
     if "content+style" in rows and "L1+perceptual" in rows:
@@ -582,7 +595,7 @@ def sr_curves_figure(result: RunResult):
 
     curves = result.payload["curves"]
     steps = result.payload["sizes"]["steps"]
-    shift = {m: (steps if m in SR_FEATURE_METHODS else 0) for m in curves}
+    shift = {m: (steps if m in SR_FEATURE_METHODS + (SR_CONTROL,) else 0) for m in curves}
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     plot_curves({m: (np.array(c["val_step"]) + shift[m], c["val_psnr"])
                  for m, c in curves.items()},
