@@ -3,6 +3,9 @@
 #   make test                         unit tests + every notebook via nbmake (smoke budget)
 #   make book                         build the HTML book into _build/html
 #   make book LOSSBOOK_BUDGET=smoke   ... at a chosen budget (smoke | cpu | gpu | auto)
+#                                     (a chapter is re-executed only when its code,
+#                                     src/lossbook, the budget or a dependency changed:
+#                                     see "The build cache" in README.md)
 #   make chapter NB=notebooks/01_pixel_losses.ipynb   build one chapter on its own
 #   make sync                         regenerate the notebooks' setup cells, strip outputs
 #   make lint                         ruff
