@@ -497,12 +497,23 @@ def test_benchmark_script_runs_quick(root, capsys):
     spec = importlib.util.spec_from_file_location("bench_ssim", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    rows = bench.main(["--quick", "--cpu-only"])
+    rows = bench.main(["--quick", "--cpu-only", "--no-rss", "--rounds", "1",
+                       "--impls", "lossbook,pytorch-msssim,kornia"])
     out = capsys.readouterr().out
-    assert "set_num_threads(1)" in out and "| lossbook |" in out
+    assert "set_num_threads(1)" in out and "| lossbook |" in out and "CPU: " in out
+    assert "Ours against the fastest peer" in out and "load average" in out
     impls = {r["impl"] for r in rows}
-    assert {"lossbook", "pytorch-msssim"} <= impls
+    assert impls == {"lossbook", "pytorch-msssim", "kornia"}
     assert {(r["metric"], r["mode"]) for r in rows} == {
         (m, mode) for m in ("ssim", "ms_ssim") for mode in ("fwd", "fwd+bwd")
     }
-    assert all(r["median_ms"] > 0 for r in rows)
+    assert all(r["median_ms"] > 0 and r["min_ms"] <= r["median_ms"] for r in rows)
+    summary = bench.ratios(rows)
+    assert {s["fastest_peer"] for s in summary} <= {"pytorch-msssim", "kornia"}
+    # the peers compute the same numbers as ours in the stated settings
+    x, y = bench.make_inputs((1, 1, 192, 192), "cpu")
+    ours = float(ssim(x, y))
+    for name in ("pytorch-msssim", "torchmetrics", "kornia"):
+        assert abs(bench.agreement_value(name, "ssim", x, y) - ours) < 1e-5, name
+    assert abs(bench.agreement_value("pytorch-msssim", "ms_ssim", x, y)
+               - float(ms_ssim(x, y))) < 1e-5

@@ -421,6 +421,8 @@ def _ssim_mean(p: _Prepared, *, cs_only: bool = False,
     in the dtype of ``p.x`` (float32 or float64), or in float64 where the values spread too
     far for float32 (see :data:`_F32_SPREAD`), and returned in ``p.x.dtype``.
     """
+    if not torch.is_grad_enabled():  # no_grad: skip the gradient maps (needs_input_grad
+        p = p._replace(x=p.x.detach(), y=p.y.detach())  # would still say True)
     r, spread = _reference(p.x.detach(), p.y.detach())
     if shift is None:
         shift = torch.zeros_like(r)
