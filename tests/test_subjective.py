@@ -320,3 +320,18 @@ def test_position_bias_matches_binomial_test():
     assert res["left_share"] == k / 50 and res["n"] == 50
     assert res["p_value"] == pytest.approx(sps.binomtest(k, 50, 0.5).pvalue)
     assert res["left_share"] > 0.65 and res["p_value"] < 0.05
+
+
+def test_metric_agreement_matches_scipy_and_flags_constant_metrics():
+    fit = {"conditions": ["a", "b", "c", "d"], "scale": np.array([1.0, 0.5, -0.2, -1.3])}
+    metrics = {"good": {"a": 4.0, "b": 3.0, "c": 2.5, "d": 1.0},
+               "mixed": {"a": 1.0, "b": 3.0, "c": 2.0, "d": 0.0},
+               "flat": dict.fromkeys("abcd", 30.0)}
+    res = S.metric_agreement(fit, metrics, seed=0)
+    assert res["good"][0]["rho"] == pytest.approx(1.0) and res["good"][1]["tau"] == 1.0
+    x = [1.0, 3.0, 2.0, 0.0]
+    assert res["mixed"][0]["rho"] == pytest.approx(sps.spearmanr(x, fit["scale"]).statistic)
+    assert res["mixed"][1]["tau"] == pytest.approx(sps.kendalltau(x, fit["scale"]).statistic)
+    assert res["flat"] == (None, None)
+    with pytest.raises(ValueError, match="no value for the conditions"):
+        S.metric_agreement(fit, {"partial": {"a": 1.0}})

@@ -55,6 +55,8 @@ from typing import Any
 import numpy as np
 from scipy import stats as _sps
 
+from . import stats as _stats
+
 __all__ = [
     "Trial",
     "StudyDesign",
@@ -69,6 +71,7 @@ __all__ = [
     "repeat_agreement",
     "circular_triads",
     "position_bias",
+    "metric_agreement",
     "source_label",
     "SIMULATED_LABEL",
 ]
@@ -652,3 +655,40 @@ def position_bias(responses: Sequence[Mapping]) -> dict[str, Any]:
         return {"left_share": float("nan"), "n": 0, "p_value": float("nan")}
     k = sum(r["choice"] == "left" for r in responses)
     return {"left_share": k / n, "n": n, "p_value": float(_sps.binomtest(k, n, 0.5).pvalue)}
+
+
+def metric_agreement(fit: Mapping, metrics: Mapping[str, Mapping[str, float]], *,
+                     confidence: float = 0.95, seed: int = 0) -> dict[str, Any]:
+    """Spearman's and Kendall's rank correlation of each metric with a fitted scale.
+
+    Parameters
+    ----------
+    fit : dict
+        A result of :func:`fit_scale`.
+    metrics : dict
+        ``{metric name: {condition: value}}``, one value per condition of ``fit``.
+        Orient each metric so that higher is better (pass ``-MAE``), or read a negative
+        correlation as agreement.
+    confidence, seed
+        Passed to :func:`lossbook.stats.spearman` and :func:`lossbook.stats.kendall`
+        (bootstrap intervals over the conditions).
+
+    Returns
+    -------
+    dict
+        ``{metric: (spearman result, kendall result)}``; ``(None, None)`` for a metric
+        that is constant over the conditions (it ranks nothing).
+    """
+    scale = np.asarray(fit["scale"], dtype=float)
+    out: dict[str, Any] = {}
+    for name, values in metrics.items():
+        missing = [c for c in fit["conditions"] if c not in values]
+        if missing:
+            raise ValueError(f"metric {name!r} has no value for the conditions {missing}.")
+        x = np.array([values[c] for c in fit["conditions"]], dtype=float)
+        if np.ptp(x) == 0:
+            out[name] = (None, None)
+            continue
+        out[name] = (_stats.spearman(x, scale, confidence=confidence, seed=seed),
+                     _stats.kendall(x, scale, confidence=confidence, seed=seed))
+    return out

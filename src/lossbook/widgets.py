@@ -229,26 +229,21 @@ def agreement_figure(fit: Mapping, metrics: Mapping[str, Mapping[str, float]], *
     matplotlib.figure.Figure
         With ``fig.correlations = {metric: (spearman result, kendall result)}``.
     """
-    from . import stats
-
     names = list(metrics)
+    correlations = _subj.metric_agreement(fit, metrics, seed=seed)
     fig, axes = plt.subplots(1, len(names), figsize=(3.1 * len(names), 3.0), squeeze=False)
     scale = np.asarray(fit["scale"])
-    correlations = {}
     for ax, m in zip(axes[0], names, strict=True):
         x = np.array([metrics[m][c] for c in fit["conditions"]], dtype=float)
         ax.scatter(x, scale, s=18)
         ax.set_xlabel(m)
         ax.set_ylabel("quality scale")
-        try:
-            rho = stats.spearman(x, scale, seed=seed)
-            tau = stats.kendall(x, scale, seed=seed)
-            correlations[m] = (rho, tau)
+        rho, tau = correlations[m]
+        if rho is None:
+            ax.set_title(f"{m}: constant, no ranking", fontsize=9)
+        else:
             ax.set_title(f"{m}: Spearman {rho['rho']:+.2f}\nKendall {tau['tau']:+.2f}",
                          fontsize=9)
-        except ValueError:  # a metric that is constant over the conditions
-            correlations[m] = (None, None)
-            ax.set_title(f"{m}: constant, no ranking", fontsize=9)
     fig.suptitle(f"Metrics against the scale ({fit['label']})", fontsize=10)
     fig.tight_layout()
     fig.correlations = correlations
