@@ -80,7 +80,8 @@ def test_smoke_run_subset(tmp_path, one_thread):
 
 def _payload(blur_symptom, blur_fix):
     def row(method, value, flagged):
-        return {"method": method, "psnr": 20.0, "blur": value, "blur_flagged": flagged,
+        return {"method": method, "psnr": 20.0, "ssim": 0.6, "blur": value,
+                "blur_flagged": flagged,
                 "psnr_per_image": [20.0, 21.0, 22.0], "ssim_per_image": [0.5, 0.6, 0.7]}
 
     return {"budget": "cpu", "balance": {"names": ["mse"], "balanced": [1.0]}, "health": {},
