@@ -295,3 +295,18 @@ def test_models_refuse_bad_inputs_with_their_own_errors(name):
 def test_zero_width_models_are_refused(build, arg):
     with pytest.raises(ValueError, match=f"{arg} must be an int >= 1"):
         build()
+
+
+def test_tinycnn_residual_switch():
+    """residual=True returns the input when the body outputs zero; residual=False does not."""
+    from lossbook.models import TinyCNN
+
+    x = torch.rand(2, 1, 12, 12)
+    for residual in (True, False):
+        net = TinyCNN(width=8, depth=3, residual=residual)
+        for p in net.parameters():
+            torch.nn.init.zeros_(p)
+        out = net(x)
+        assert torch.equal(out, x if residual else torch.zeros_like(x))
+    with pytest.raises(TypeError, match="residual"):
+        TinyCNN(residual="no")

@@ -14,7 +14,10 @@ class TinyCNN(nn.Module):
     """A plain stack of 3x3 convolutions with ReLU, predicting a correction to the input.
 
     ``out = x + f(x)`` where ``f`` has ``depth`` convolutions of ``width`` channels, so its
-    receptive field is ``2 * depth + 1`` pixels wide.
+    receptive field is ``2 * depth + 1`` pixels wide. With ``residual=False`` the output
+    is ``f(x)`` itself: the network must learn the whole mapping, which matters in
+    experiments where the input already is (or is close to) one of the answers being
+    compared (an untrained residual network returns its input).
 
     Parameters
     ----------
@@ -24,13 +27,19 @@ class TinyCNN(nn.Module):
         Feature channels of the hidden layers.
     depth : int
         Number of convolutions (>= 2).
+    residual : bool
+        Add the input to the output (default True).
 
     Shapes: ``(N, channels, H, W) -> (N, channels, H, W)``. With the defaults
     (1, 32, 5) it has 28,353 parameters.
     """
 
-    def __init__(self, channels: int = 1, width: int = 32, depth: int = 5) -> None:
+    def __init__(self, channels: int = 1, width: int = 32, depth: int = 5,
+                 residual: bool = True) -> None:
         super().__init__()
+        if not isinstance(residual, bool):
+            raise TypeError(f"TinyCNN: residual must be True or False; got {residual!r}.")
+        self.residual = residual
         check_sizes("TinyCNN", channels=channels, width=width, depth=depth)
         if depth < 2:
             raise ValueError(f"TinyCNN: depth must be >= 2; got {depth}.")
@@ -43,4 +52,4 @@ class TinyCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_model_input(x, "TinyCNN", self.channels)
-        return x + self.body(x)
+        return x + self.body(x) if self.residual else self.body(x)
