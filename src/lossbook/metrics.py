@@ -68,7 +68,8 @@ def psnr(
     check_finite(x, "x")
     check_finite(y, "y")
     err = (x.double() - y.double()).pow(2).flatten(1).mean(dim=1)
-    value = 10.0 * torch.log10(L**2 / err)
+    # 20 log10 L - 10 log10 MSE: L**2 would underflow (or overflow) for extreme ranges
+    value = 20.0 * math.log10(L) - 10.0 * torch.log10(err)
     value = value.to(x.dtype)
     return value.mean() if reduction == "mean" else value
 

@@ -241,6 +241,9 @@ def to_db(x: torch.Tensor, floor: float = 1e-10) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor; got {type(x).__name__}.")
     _check_intensity(x)
+    if x.is_floating_point() and floor > torch.finfo(x.dtype).max:
+        raise ValueError(f"floor={floor:g} does not fit in {x.dtype} (largest "
+                         f"{torch.finfo(x.dtype).max:g}); use a floor like 1e-10.")
     return 10.0 * torch.log10(x.clamp_min(floor))
 
 
