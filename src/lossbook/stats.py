@@ -10,7 +10,9 @@ here answer that question the way a reviewer would ask it:
 - :func:`mean_ci`: Student's *t* interval for one mean;
 - :func:`spearman`, :func:`kendall`: rank correlation between a metric and, for
   example, a subjective quality scale (scipy's estimates, with a bootstrap interval);
-- :func:`format_interval`: one result as a short string for prose and tables.
+- :func:`format_interval`: one result as a short string for prose and tables;
+- :func:`compare_methods`: paired comparisons of several methods, each with a sentence
+  that calls a difference only when its interval excludes zero.
 
 Every function takes 1-D array-likes (lists, NumPy arrays, or CPU/GPU tensors, which
 are copied to NumPy) and returns a plain ``dict``. Randomness comes only from the
