@@ -27,6 +27,7 @@ from ..data import TEST_IMAGES, PatchSampler, load_images
 from ..metrics import psnr as _psnr
 from ..metrics import ssim as _ssim
 from ..models import DnCNN
+from ..stats import compare_methods
 from ..train import fit
 from .core import Experiment, RunResult, register, slug
 
@@ -170,13 +171,15 @@ def despeckle_scores(output: torch.Tensor, clean: torch.Tensor, *,
     side = clean.shape[-1]
     pooled = _flat_mask(clean).reshape(1, 1, -1, side)  # flat pixels of all images together
     per_image = _psnr(shown, clean, reduction="none")
+    db_out, db_clean = sar.to_unit_db(shown, floor_db).clamp(0, 1), sar.to_unit_db(clean, floor_db)
     return {
         "psnr": float(_psnr(shown, clean)),
         "ssim": float(_ssim(shown, clean)),
-        "psnr_db": float(_psnr(sar.to_unit_db(shown, floor_db).clamp(0, 1),
-                               sar.to_unit_db(clean, floor_db))),
+        "psnr_db": float(_psnr(db_out, db_clean)),
         "enl": float(sar.enl((output.clamp_min(0) / clean).reshape(1, 1, -1, side), pooled)),
         "psnr_per_image": [float(v) for v in per_image],
+        "psnr_db_per_image": [float(v) for v in _psnr(db_out, db_clean, reduction="none")],
+        "ssim_per_image": [float(v) for v in _ssim(shown, clean, reduction="none")],
     }
 
 
@@ -264,10 +267,26 @@ def despeckle_findings(result: RunResult | dict) -> list[str]:
     if not (lin and db and lee):
         return out + ["Both domains and the Lee filter are needed for the comparison."]
     for col in ("psnr", "psnr_db", "ssim"):
-        a, b = max(r[col] for r in lin), max(r[col] for r in db)
-        out.append(f"{col:>7}: best linear-domain net {a:.3f}, best dB-domain net {b:.3f}, "
-                   f"Lee {lee[col]:.3f} -> {'dB' if b > a else 'linear'} domain wins"
-                   f"{'' if max(a, b) > lee[col] else ', but Lee beats both'}")
+        best_lin, best_db = (max(rows, key=lambda r: r[col]) for rows in (lin, db))
+        a, b = best_lin[col], best_db[col]
+        line = (f"{col:>7}: best linear-domain net {a:.3f}, best dB-domain net {b:.3f}, "
+                f"Lee {lee[col]:.3f}")
+        per = f"{col}_per_image"
+        if per in best_lin and per in best_db:
+            (c,) = compare_methods({best_db["method"]: best_db[per],
+                                    best_lin["method"]: best_lin[per]},
+                                   metric=col, unit="dB" if col.startswith("psnr") else "",
+                                   digits=2 if col.startswith("psnr") else 4)
+            verdict = {best_db["method"]: "dB", best_lin["method"]: "linear"}.get(c["better"])
+            line += (f" -> {verdict} domain better (dB minus linear {c['mean']:+.3g}, 95 % "
+                     f"interval [{c['low']:+.3g}, {c['high']:+.3g}] over {c['n']} images)"
+                     if verdict else
+                     f" -> no difference shown between the domains (dB minus linear "
+                     f"{c['mean']:+.3g}, 95 % interval [{c['low']:+.3g}, {c['high']:+.3g}] "
+                     f"over {c['n']} images includes 0)")
+        else:  # results written before per-image scores were stored
+            line += f" -> {'dB' if b > a else 'linear'} domain higher on the mean"
+        out.append(line + ("" if max(a, b) > lee[col] else "; Lee beats both on the mean"))
     return out
 
 
