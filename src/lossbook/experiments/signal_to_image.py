@@ -54,6 +54,7 @@ __all__ = [
     "S2IData",
     "make_s2i_data",
     "DirectNet",
+    "PostNet",
     "make_s2i_model",
     "balanced_weights",
     "s2i_losses",
@@ -85,13 +86,13 @@ S2I_SIZES: dict[str, dict] = {
     "smoke": dict(_SHARED, n_transducers=16, grid_size=32, n_samples=352, dt=2e-7,
                   frequency=0.5e6, delay=4e-6, n_train=24, n_val=4, n_test=4, n_ood=3,
                   n_tune=3, tune_points=2, tv_iters=60, cg_iters=60, steps=6, batch_size=4,
-                  lr=1e-3, log_every=2, features=2, width=8, unet_base=8, unet_levels=2,
+                  lr=3e-3, log_every=2, features=2, width=8, unet_base=8, unet_levels=2,
                   ssim_ratios=(1.0,), ssim_win=7),
     # cpu: about five to eight minutes on two busy cores.
     "cpu": dict(_SHARED, n_transducers=24, grid_size=48, n_samples=352, dt=2e-7,
                 frequency=1e6, delay=3e-6, n_train=256, n_val=8, n_test=16, n_ood=12,
                 n_tune=8, tune_points=5, tv_iters=300, cg_iters=100, steps=200,
-                batch_size=8, lr=1e-3, log_every=10, features=4, width=16, unet_base=12,
+                batch_size=8, lr=3e-3, log_every=10, features=4, width=16, unet_base=12,
                 unet_levels=2, ssim_ratios=(1.0, 4.0), ssim_win=11),
     # gpu: closer to the seed (more channels and samples, a finer grid).
     "gpu": dict(_SHARED, n_transducers=64, grid_size=128, n_samples=1344, dt=5e-8,
@@ -104,7 +105,8 @@ S2I_SIZES: dict[str, dict] = {
 square of ``grid_size``\\ :sup:`2` pixels; ``n_transducers`` transmit in turn; traces have
 ``n_samples`` samples every ``dt`` seconds, a Gabor pulse of centre ``frequency`` and
 white noise at ``snr_db`` (peak / noise std). Training uses a fixed set of ``n_train``
-phantoms (each with its own noise draw), ``steps`` Adam steps of ``batch_size``.
+phantoms (each with its own noise draw), ``steps`` Adam steps of ``batch_size``
+(learning rate ``lr``, cosine decay).
 ``ssim_ratios``: the MSE+SSIM losses trained, as multiples of the gradient-balanced
 SSIM weight."""
 
@@ -292,21 +294,41 @@ class DirectNet(nn.Module):
         return self.background + up + self.refine(up)
 
 
+class PostNet(nn.Module):
+    r"""Post-processing: the Tikhonov map plus a learned correction,
+    :math:`\hat x = x + s\, f\big((x - m)/s\big)`.
+
+    The maps vary by a few hundredths around the tissue value on the [0, 1] scale, so the
+    U-Net ``f`` sees them standardised (centre :math:`m` = 1540 m/s, scale :math:`s` =
+    0.05, i.e. 12.5 m/s) and predicts the correction in the same units. Its last layer
+    starts at zero, so the network starts as the identity: its first output is the
+    Tikhonov map itself.
+    """
+
+    def __init__(self, unet: nn.Module, scale: float = 0.05) -> None:
+        super().__init__()
+        self.unet = unet
+        self.centre = float(tt.to_unit(torch.tensor(tt.SPEED_TISSUE)))
+        self.scale = scale
+        with torch.no_grad():
+            unet.head.weight.zero_()
+            unet.head.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.scale * self.unet((x - self.centre) / self.scale)
+
+
 def make_s2i_model(arch: str, sizes: dict, seed: int = 0) -> nn.Module:
     """The network of ``arch`` (``"direct"`` or ``"post"``), the same initial weights for
-    every loss. The post-processing U-Net is residual with a zeroed last layer, so it
-    starts as the identity (its first output is the Tikhonov map)."""
+    every loss. The post-processing network (:class:`PostNet`) starts as the identity
+    (its first output is the Tikhonov map)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if arch == "direct":
             return DirectNet(sizes["n_transducers"], sizes["n_samples"], sizes["grid_size"],
                              features=sizes["features"], width=sizes["width"])
         if arch == "post":
-            net = UNet(1, base=sizes["unet_base"], levels=sizes["unet_levels"], residual=True)
-            with torch.no_grad():  # start as the identity: the Tikhonov map itself
-                net.head.weight.zero_()
-                net.head.bias.zero_()
-            return net
+            return PostNet(UNet(1, base=sizes["unet_base"], levels=sizes["unet_levels"]))
     raise ValueError(f"arch must be one of {S2I_ARCHS}; got {arch!r}.")
 
 
