@@ -147,7 +147,8 @@ def _write_book(book: Path) -> None:
         "title: cache test\nonly_build_toc_files: true\n"
         "execute:\n  execute_notebooks: cache\n  timeout: 300\n"
         "sphinx:\n  local_extensions:\n    lossbook_cache: _ext\n"
-        "  config:\n    lossbook_fingerprint_pyproject: ''\n")
+        "  config:\n    lossbook_fingerprint_pyproject: ''\n"
+        "    nb_execution_raise_on_error: true\n")  # as in the book's _config.yml
     (book / "_toc.yml").write_text(
         "format: jb-book\nroot: intro\nchapters:\n  - file: a\n  - file: b\n")
     (book / "intro.md").write_text("# Intro\n")
@@ -161,7 +162,7 @@ class Builder:
         self.log = book / "executed.log"
         self.times: list[tuple[str, float, list[str]]] = []
 
-    def __call__(self, case: str, budget: str = "smoke") -> list[str]:
+    def __call__(self, case: str, budget: str = "smoke", ok: bool = True) -> list[str]:
         self.log.write_text("")
         env = {**os.environ, "EXEC_LOG": str(self.log), "LOSSBOOK_BUDGET": budget,
                "OMP_NUM_THREADS": "1"}
@@ -170,7 +171,7 @@ class Builder:
                               "--keep-going"], env=env, capture_output=True, text=True,
                              timeout=600)
         elapsed = time.perf_counter() - t0
-        assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+        assert (run.returncode == 0) == ok, (run.stdout + run.stderr)[-3000:]
         executed = sorted(self.log.read_text().split())
         self.times.append((case, elapsed, executed))
         return executed
@@ -213,6 +214,11 @@ def test_a_chapter_is_executed_exactly_when_what_it_runs_changed(tmp_path):
     assert build("budget cpu -> smoke (cached)") == []
     assert build.shown("a").startswith("budget=smoke ")
     assert build.shown("b") == 'budget=smoke pkg=VERSION = "v2"'
+
+    # a failing chapter fails the build, and keeps failing it: nothing caches a failure
+    (book / "a.ipynb").write_text(json.dumps(_notebook("a", extra=" + str(1 / 0)"), indent=1))
+    assert build("a chapter raises", ok=False) == ["a"]
+    assert build("no change after the failure", ok=False) == ["a"]
 
     print("\ncase | seconds | executed")
     for case, seconds, executed in build.times:
