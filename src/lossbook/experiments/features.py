@@ -82,15 +82,15 @@ RESTORE_METHODS = ("L1", "L1+perceptual", "perceptual")
 PERCEPTUAL_LAYERS = ("relu2_2", "relu3_3")
 
 FEATURE_SIZES: dict[str, dict] = {
-    "smoke": dict(image_size=32, invert_steps=12, texture_size=32, texture_exemplar=64,
-                  texture_steps=12, shuffle_patch=8, pixel_lr=0.05,
+    "smoke": dict(image_size=32, invert_steps=8, texture_size=32, texture_exemplar=48,
+                  texture_steps=8, shuffle_patch=8, pixel_lr=0.05,
                   blur=1.0, noise=2.0, patch_size=32, batch_size=4, steps=8, gan_steps=6,
                   adv_weights=(0.0, 0.03), depth=4, width=12, lr=2e-3, gan_lr=2e-4,
                   d_base=8, perceptual_weight=0.1, n_test=2, test_size=64,
                   train_size=96, log_every=4),
-    "cpu": dict(image_size=96, invert_steps=150, texture_size=96, texture_exemplar=128,
-                texture_steps=150, shuffle_patch=16, pixel_lr=0.05,
-                blur=1.0, noise=2.0, patch_size=40, batch_size=8, steps=300, gan_steps=150,
+    "cpu": dict(image_size=80, invert_steps=100, texture_size=80, texture_exemplar=128,
+                texture_steps=100, shuffle_patch=16, pixel_lr=0.05,
+                blur=1.0, noise=2.0, patch_size=40, batch_size=8, steps=250, gan_steps=120,
                 adv_weights=(0.0, 0.01, 0.03), depth=5, width=24, lr=2e-3, gan_lr=2e-4,
                 d_base=16, perceptual_weight=0.1, n_test=4, test_size=128,
                 train_size=192, log_every=10),
@@ -455,8 +455,8 @@ def restore_findings(result: RunResult | dict) -> list[str]:
         out.append(
             f"{r['method']} vs the lambda = 0 control: PSNR {format_interval(dp, 'dB')} -> "
             f"{verdict(dp, 'higher PSNR', 'lower PSNR')}; sharpness ratio "
-            f"{r['sharpness']:.2f} vs {control['sharpness']:.2f} -> "
-            f"{verdict(ds, 'sharper', 'blurrier')}.")
+            f"{r['sharpness']:.2f} vs {control['sharpness']:.2f}, difference "
+            f"{format_interval(ds)} -> {verdict(ds, 'sharper', 'blurrier')}.")
     learned = [r for r in p["results"] if r["kind"] != "baseline"]
     if learned:
         best_d = max(learned, key=lambda r: r["psnr"])
@@ -467,7 +467,7 @@ def restore_findings(result: RunResult | dict) -> list[str]:
             f"{best_d['sharpness']:.2f}); sharpness closest to the targets' (ratio 1): "
             f"{best_p['method']} ({best_p['sharpness']:.2f}, {best_p['psnr']:.2f} dB) -- "
             + ("the same method leads on both axes in this run." if same else
-               "different methods: this run shows a trade-off between the two axes."))
+               "different methods lead on the two axes in this run."))
     return out
 
 
