@@ -273,6 +273,10 @@ def _run_denoise_losses(sizes: dict, *, workdir: Path, device: torch.device,
 
     for method in methods_ok:
         model = make_denoiser(sizes)
+        if torch.device(device).type == "cpu":
+            # same weights and arithmetic, channels-last memory: PyTorch's CPU (oneDNN)
+            # convolutions are 15-20 % faster per training step in that layout
+            model = model.to(memory_format=torch.channels_last)
         cb = None if callback is None else functools.partial(callback, method)
         h = fit(model, denoise_loss(method, sizes), sampler, steps=sizes["steps"],
                 batch_size=sizes["batch_size"], lr=sizes["lr"], lr_schedule="cosine",
