@@ -146,8 +146,11 @@ def test_ssim_border_comparison(data):
     want = np.mean([float(ssim(tt.to_unit(data.tikhonov[i:i + 1]).clamp(0, 1),
                                tt.to_unit(data.speed[i:i + 1]).clamp(0, 1))) for i in range(3)])
     assert math.isclose(out["gaussian_valid"], want, rel_tol=1e-6)
-    # the background is flat near the border; zero padding makes both maps "agree" there
-    assert out["avgpool_border"] > out["avgpool_interior"]
+    # zero padding adds the same fake edge to both maps: the border band scores higher
+    # than with edge-replicating padding
+    assert out["avgpool_border"] > out["replicate_border"]
+    with pytest.raises(ValueError, match="padding"):
+        S.avgpool_ssim(data.speed, data.speed, padding="reflect")
 
 
 def test_smoke_run_writes_json_resumes_and_findings(tmp_path):

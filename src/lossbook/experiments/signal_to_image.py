@@ -428,14 +428,22 @@ def _predict(model: nn.Module, arch: str, data: S2IData, device) -> torch.Tensor
 
 
 def avgpool_ssim(x: torch.Tensor, y: torch.Tensor, *, win_size: int = 11,
-                 data_range: float = 1.0, return_map: bool = False):
+                 data_range: float = 1.0, return_map: bool = False, padding: str = "zeros"):
     """The seed's SSIM: a *uniform* ``win_size`` window by ``avg_pool2d`` with zero padding
-    ("same" output), sample statistics from E[x^2] - mu^2. Near the border the window
-    averages in zeros, which biases the local means and variances. Didactic; the book's
-    SSIM (:func:`lossbook.metrics.ssim`) uses the Gaussian window over the valid region."""
+    ("same" output), statistics from E[x^2] - mu^2. Near the border the window averages in
+    zeros, which biases the local means and variances. ``padding="replicate"`` repeats
+    the edge pixels instead (for comparison). Didactic; the book's SSIM
+    (:func:`lossbook.metrics.ssim`) uses the Gaussian window over the valid region."""
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    pool = functools.partial(F.avg_pool2d, kernel_size=win_size, stride=1,
-                             padding=win_size // 2, count_include_pad=True)
+    if padding not in ("zeros", "replicate"):
+        raise ValueError(f"padding must be 'zeros' or 'replicate'; got {padding!r}.")
+    k = win_size // 2
+
+    def pool(t):
+        if padding == "replicate":
+            return F.avg_pool2d(F.pad(t, (k, k, k, k), mode="replicate"), win_size, stride=1)
+        return F.avg_pool2d(t, win_size, stride=1, padding=k, count_include_pad=True)
+
     mx, my = pool(x), pool(y)
     sxx, syy, sxy = pool(x * x) - mx**2, pool(y * y) - my**2, pool(x * y) - mx * my
     smap = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))
@@ -446,10 +454,12 @@ def ssim_border_comparison(est: torch.Tensor, data: S2IData, win_size: int = 11)
     """Seed-style SSIM (:func:`avgpool_ssim`) against the Gaussian valid-window SSIM on
     speed maps ``est`` (m/s) scaled to [0, 1]: the mean of each, and the seed's SSIM map
     averaged over the border band (within ``win_size // 2`` pixels of the edge, where
-    zero padding enters) and over the interior."""
+    zero padding enters) and over the interior; and, for comparison, the border band of
+    the same SSIM with edge-replicating padding (``replicate_border``)."""
     x = tt.to_unit(est.float()).clamp(0, 1)
     y = tt.to_unit(data.speed).clamp(0, 1)
     smap = avgpool_ssim(x, y, win_size=win_size, return_map=True)
+    rmap = avgpool_ssim(x, y, win_size=win_size, return_map=True, padding="replicate")
     k = win_size // 2
     border = torch.ones_like(smap[0, 0], dtype=torch.bool)
     border[k:-k, k:-k] = False
@@ -458,6 +468,7 @@ def ssim_border_comparison(est: torch.Tensor, data: S2IData, win_size: int = 11)
             "avgpool_same": float(smap.mean()),
             "avgpool_border": float(smap[..., border].mean()),
             "avgpool_interior": float(smap[..., ~border].mean()),
+            "replicate_border": float(rmap[..., border].mean()),
             "map": smap}
 
 
