@@ -27,11 +27,36 @@ map is ``(H - win_size + 1) x (W - win_size + 1)``; the image's SSIM is the mean
 map, averaged over channels. Variances computed this way can come out slightly negative
 by rounding and are clamped at 0.
 
-Implementation: the five maps :math:`x, y, x^2, y^2, xy` are stacked into one
-``(N, 5C, H, W)`` tensor and blurred by a single separable convolution (a 1-D kernel along
-H, then along W), instead of five separate blurs. The statistics are computed in float32
-(or float64 when the inputs are float64), also under ``torch.autocast``. The window is
-cached per size, sigma, device and dtype.
+Implementation (CPU speed and accuracy; each choice measured, see benchmarks/README.md):
+
+* **One blur for five maps.** The maps :math:`x, y, x^2, y^2, xy` are stacked into one
+  tensor, channels-last in memory (PyTorch's CPU depthwise convolution is about twice as
+  fast in that layout), and blurred by a single separable convolution (a 1-D kernel along
+  H, then along W).
+* **Chunks.** The batch is processed a few images at a time, and an image larger than a
+  chunk in bands of rows (each band reads ``win_size - 1`` extra rows), so that every
+  temporary stays near 5 MiB (:data:`_CHUNK_ELEMENTS`). Without chunks the stacked maps
+  of a ``4x3x512x512`` batch are 63 MB, above glibc's mmap threshold (at most 32 MiB):
+  every call then mapped fresh pages and paid about 60 000 page faults, which cost more
+  than the arithmetic on some machines; with chunks the allocator recycles the same
+  memory (0 page faults per call measured) and the maps stay in cache.
+* **The gradient is formed in the forward pass.** The output is a mean over the map, so
+  its gradient is the upstream scalar per channel times a fixed map
+  :math:`G = \partial\,\mathrm{mean}/\partial x`; :math:`G` is computed chunk by chunk
+  while the statistics are in cache (one adjoint blur of three maps), and the backward
+  pass is one multiplication. Only :math:`G` is kept, not the statistics. Under
+  ``torch.no_grad()`` it is skipped.
+* **Moments about a centre.** The moments are taken of :math:`x - r` and :math:`y - r`,
+  with :math:`r` the midpoint of each channel's values (added back for the luminance).
+  :math:`E[x^2] - \mu_x^2` otherwise cancels catastrophically far from 0: in float32 an
+  offset of 1000 gave SSIM = -4.8. Where the values of a channel still lie more than
+  about two data ranges from their centre, the statistics are computed in float64 (the
+  result stays float32); beyond about :math:`4 \cdot 10^4` data ranges a ``ValueError``
+  asks for the right ``data_range``. MS-SSIM centres once, before its pyramid.
+
+The statistics are computed in float32 (or float64 as above), also under
+``torch.autocast``. The window is cached per size, sigma, device and dtype. The CUDA path
+is the same code in one chunk; it was not tuned for the GPU (see benchmarks/README.md).
 
 References
 ----------
