@@ -296,7 +296,9 @@ def _run_practical(sizes: dict, *, workdir: Path, device: torch.device, progress
                     batch_size=sizes["batch_size"], lr=run_lr, grad_clip=clip, device=device,
                     log_every=sizes["log_every"], val_data=(inputs[:8], clean[:8]),
                     val_every=max(sizes["log_every"], sizes["steps"] // 10),
-                    checkpoint=workdir / f"{slug(method)}.pt", seed=0, callback=cb,
+                    checkpoint=workdir / f"{slug(method)}.pt",
+                    checkpoint_every=max(sizes["log_every"], sizes["steps"] // 10), seed=0,
+                    callback=cb,
                     progress=progress, log_dir=workdir / "tb" / slug(method))
         except FloatingPointError as err:  # the unstable run may blow up: that is the symptom
             rows.append({"method": method, "failed": str(err)})
