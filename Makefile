@@ -37,7 +37,7 @@ $(STAMP): pyproject.toml
 	    $(BIN)/python -m pip install "$(TORCH_SPEC)"; \
 	  fi; \
 	fi
-	$(BIN)/python -m pip install -q -e ".[book,test,dev]"
+	$(BIN)/python -m pip install -q -e ".[book,test,dev,coursework]"
 	$(BIN)/python -m playwright --version >/dev/null
 	@touch $(STAMP)
 
