@@ -631,6 +631,10 @@ def test_fit_checks_its_own_arguments_naming_them():
         ({"target_range": "all"}, ValueError, "target_range must be"),
         ({"optimizer": "adam"}, TypeError, "optimizer must be"),
         ({"restart": "yes"}, TypeError, "restart must be"),
+        ({"val_data": torch.rand(2, 1, 4, 4)}, TypeError, "val_data must be a pair"),
+        ({"val_data": (torch.rand(2, 1, 4, 4),)}, TypeError, "val_data must be a pair"),
+        ({"val_data": (torch.rand(2, 1, 4, 4), torch.rand(3, 1, 4, 4))}, TypeError,
+         "same N"),
     ]
     for kw, exc, msg in bad:
         with pytest.raises(exc, match=msg):

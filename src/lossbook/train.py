@@ -1103,7 +1103,8 @@ def fit(
     _check_fit_arguments(model, loss_fn, data, steps=steps, batch_size=batch_size, lr=lr,
                          optimizer=optimizer, val_every=val_every, log_every=log_every,
                          checkpoint_every=checkpoint_every, seed=seed, data_range=data_range,
-                         grad_clip=grad_clip, callback=callback, restart=restart)
+                         grad_clip=grad_clip, callback=callback, restart=restart,
+                         val_data=val_data)
     _resolve_target_range(target_range, data_range)  # fail now, not at the first batch
 
     # --- where, how, and from which step ------------------------------------------------
@@ -1350,6 +1351,18 @@ def _check_fit_arguments(model, loss_fn, data, **kw) -> None:
                         f"None; got {type(kw['callback']).__name__}.")
     if not isinstance(kw["restart"], bool):
         raise TypeError(f"restart must be True or False; got {kw['restart']!r}.")
+    val = kw["val_data"]
+    if val is not None and not callable(val):
+        ok = (isinstance(val, (tuple, list)) and len(val) == 2
+              and all(isinstance(t, torch.Tensor) and t.ndim == 4 for t in val)
+              and val[0].shape[0] == val[1].shape[0] and val[0].shape[0] > 0)
+        if not ok:
+            raise TypeError(
+                "val_data must be a pair (inputs, targets) of (N, C, H, W) tensors with the "
+                "same N >= 1, or a callable returning one; got "
+                + (f"a {type(val).__name__} of {len(val)}" if isinstance(val, (tuple, list))
+                   else f"a {type(val).__name__}") + "."
+            )
 
 
 def _positive_finite(name: str, v: object, hint: str = "") -> float:
