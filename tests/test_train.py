@@ -672,3 +672,17 @@ def test_target_range_none_allows_unbounded_targets():
             target_range=(0.0, None), **KW)
     fit(make_model(), torch.nn.MSELoss(), lambda n, g: (-1 - speckled(n, g)[0],) * 2,
         target_range=None, **{**KW, "steps": 1})
+
+
+def test_numpy_numbers_are_accepted_as_their_values(tmp_path):
+    """A seed or a size from numpy is the same run as the Python number."""
+    a, b = make_model(), make_model()
+    ckpt = tmp_path / "c.pt"
+    fit(a, combined, sampler, seed=np.int64(3), checkpoint=ckpt,
+        **{**KW, "steps": np.int64(6), "lr": np.float64(1e-3)})
+    fit(b, combined, sampler, seed=3, **{**KW, "steps": 6})
+    assert same(weights(a), weights(b))
+    h = fit(make_model(), combined, sampler, seed=3, checkpoint=ckpt, **{**KW, "steps": 6})
+    assert h.resumed_from == 6
+    with pytest.raises(TypeError, match="seed must be an int"):
+        fit(make_model(), combined, sampler, seed=np.float64(3.0), **KW)

@@ -8,7 +8,14 @@ once.
 
 from __future__ import annotations
 
+import numbers
+
 import torch
+
+try:  # numpy's bool is not a subclass of bool; numbers.Real would accept it otherwise
+    from numpy import bool_ as np_bool
+except ImportError:  # pragma: no cover - numpy comes with torch's usual installs
+    np_bool = bool
 
 __all__ = [
     "check_image",
@@ -183,7 +190,7 @@ def check_number(
         " finite" if finite else "")
     if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_complex():
         value = value.item()
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, (bool, np_bool)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be {kind} number{what}; got {_describe(value)}.")
     v = float(value)
     bad = (v != v or (finite and v in (float("inf"), float("-inf")))
@@ -200,7 +207,7 @@ def check_number(
 def check_int(value: object, name: str, *, minimum: int | None = None, meaning: str = "") -> int:
     """Check that ``value`` is an ``int`` (not a ``bool``) of at least ``minimum``."""
     what = f" ({meaning})" if meaning else ""
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, (bool, np_bool)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name}{what} must be an int; got {_describe(value)}"
                         + (f" {value!r}" if isinstance(value, (float, str)) else "") + ".")
     if minimum is not None and value < minimum:

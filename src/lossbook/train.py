@@ -45,6 +45,7 @@ import hashlib
 import inspect
 import io
 import math
+import numbers
 import os
 import pickle
 import re
@@ -427,6 +428,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
         raise TypeError(f"state must be a dict; got {type(state).__name__}.")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    state = _plain(state)
     buffer = io.BytesIO()
     torch.save(state, buffer)
     payload = buffer.getvalue()
@@ -443,6 +445,19 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def _plain(obj: object) -> object:
+    """Numpy scalars (an optimiser's ``lr`` may be one) as Python numbers, so that the
+    file loads with ``weights_only=True``; containers are copied, tensors kept."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)) and not hasattr(obj, "_fields"):
+        return type(obj)(_plain(v) for v in obj)
+    np = sys.modules.get("numpy")  # no numpy loaded: no numpy scalars to convert
+    if np is not None and isinstance(obj, np.generic):
+        return obj.item()
+    return obj
 
 
 def load_checkpoint(
@@ -570,10 +585,12 @@ def _describe(obj: object, depth: int = 0) -> str:
     """
     if depth > _FP_DEPTH:
         return "..."
-    if obj is None or isinstance(obj, (bool, int, str)):
+    if obj is None or isinstance(obj, (bool, str)):
         return repr(obj)
-    if isinstance(obj, float):
-        return repr(obj)
+    if isinstance(obj, numbers.Integral):  # numpy integers too: the value, not the type
+        return repr(int(obj))
+    if isinstance(obj, numbers.Real):
+        return repr(float(obj))
     if isinstance(obj, torch.device):
         return "device"
     if isinstance(obj, torch.dtype):
@@ -1106,6 +1123,10 @@ def fit(
                          grad_clip=grad_clip, callback=callback, restart=restart,
                          val_data=val_data)
     _resolve_target_range(target_range, data_range)  # fail now, not at the first batch
+    # numpy integers are accepted above; Python ints keep the seed arithmetic exact
+    steps, batch_size, log_every, seed = int(steps), int(batch_size), int(log_every), int(seed)
+    val_every = None if val_every is None else int(val_every)
+    checkpoint_every = None if checkpoint_every is None else int(checkpoint_every)
 
     # --- where, how, and from which step ------------------------------------------------
     _maybe_init_distributed()
@@ -1308,7 +1329,7 @@ def fit(
 
 
 def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
 def _check_fit_arguments(model, loss_fn, data, **kw) -> None:
@@ -1366,7 +1387,7 @@ def _check_fit_arguments(model, loss_fn, data, **kw) -> None:
 
 
 def _positive_finite(name: str, v: object, hint: str = "") -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
         raise TypeError(f"{name} must be a number; got {type(v).__name__} {v!r}.{hint}")
     if not (math.isfinite(v) and v > 0):
         raise ValueError(f"{name} must be positive and finite; got {v!r}.{hint}")
