@@ -218,3 +218,14 @@ def test_the_instructor_page_lists_every_check():
             continue  # later chapters are listed by their own authors when they land
         for name in module.__all__:
             assert f"`{name}`" in page, f"book/coursework.md does not list {name}"
+
+
+def test_checks_called_by_their_bare_name_are_found():
+    nb = _toy()
+    nb["cells"][3]["source"] = ("from lossbook.exercises import check_double\n\n"
+                                "def double(v):\n    return 2 * v\n\n"
+                                "print(check_double(double))")
+    assert cw.exercises_of(nb)["ex-toy"].checks == ["print(check_double(double))"]
+    test_cell = next(c for c in cw.nbgrader_notebook(nb, "toy")["cells"]
+                     if c["metadata"].get("nbgrader", {}).get("grade"))
+    assert "from lossbook.exercises import check_double" in "".join(test_cell["source"])

@@ -61,7 +61,8 @@ CHECK_POINTS = 1
 _START = re.compile(r"```\{solution-start\}\s*(?P<label>[^\s`]*)[^\n]*\n(?:[^\n]*\n)*?```[ \t]*")
 _END = re.compile(r"```\{solution-end\}[^\n]*\n?```[ \t]*")
 _EXERCISE_LABEL = re.compile(r"```\{exercise\}[^\n]*\n(?::[^\n]*\n)*?:label:\s*(?P<label>\S+)")
-_CHECK_LINE = re.compile(r"^\s*(?:print\()?\s*(?:lossbook\.)?exercises\.check_\w+\(")
+_CHECK_LINE = re.compile(
+    r"^\s*(?:print\()?\s*(?:(?:lossbook\.)?exercises\.)?(?P<name>check_\w+)\(")
 
 
 def _source(cell: dict) -> str:
@@ -80,7 +81,8 @@ class Exercise:
     label: str
     solution_cells: list[int] = field(default_factory=list)
     checks: list[str] = field(default_factory=list)
-    """The ``exercises.check_*(...)`` lines of the solution (the autograded part)."""
+    """The ``exercises.check_*(...)`` (or ``check_*(...)``) calls of the solution (the
+    autograded part)."""
 
 
 def _markers(text: str) -> list[tuple[int, int, str, str]]:
@@ -282,7 +284,9 @@ def nbgrader_notebook(nb: dict, chapter: str) -> dict:
             "grade": False, "solution": True, "locked": False, "task": False,
             "grade_id": f"{chapter}-{label}-solution-{i}", "schema_version": 3}}))
         for k, check in enumerate(checks):
-            test = "from lossbook import exercises\n\n" + check
+            name = _CHECK_LINE.match(check).group("name")
+            test = (f"from lossbook import exercises\nfrom lossbook.exercises import {name}"
+                    f"\n\n{check}")
             cells.append(_code_cell(test, [], f"test-{i}-{k}", {"nbgrader": {
                 "grade": True, "solution": False, "locked": True, "task": False,
                 "points": CHECK_POINTS, "grade_id": f"{chapter}-{label}-check-{k}",
