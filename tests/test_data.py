@@ -578,3 +578,25 @@ def test_download_removes_stale_part_files(tmp_path):
     for bad in (0, -1, float("inf"), float("nan")):
         with pytest.raises(ValueError, match="deadline must be a positive, finite"):
             download(src.as_uri(), _sha(b"data"), cache, deadline=bad)
+
+
+def test_dead_leaves_refuses_bad_radii():
+    from lossbook.data.synthetic import dead_leaves
+
+    for kwargs, match in (({"r_min": 0.3, "r_max": 0.1}, "smaller than r_max"),
+                          ({"r_min": float("nan")}, "r_min"),
+                          ({"r_max": float("inf")}, "r_max"),
+                          ({"r_min": -0.1}, "r_min"),
+                          ({"n_shapes": -1}, "n_shapes")):
+        with pytest.raises(ValueError, match=match):
+            dead_leaves(32, **kwargs)
+    assert dead_leaves(32, n_shapes=5).shape[-1] == 32
+
+
+def test_load_results_names_a_damaged_file(tmp_path):
+    from lossbook.experiments import load_results
+
+    (tmp_path / "denoise-losses.json").write_text('{"results": [')
+    with pytest.raises(ValueError, match="damaged"):
+        load_results("denoise-losses", tmp_path)
+    assert (tmp_path / "denoise-losses.json").read_text() == '{"results": ['

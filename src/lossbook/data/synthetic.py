@@ -18,6 +18,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .._validate import check_number
+
 __all__ = ["siemens_star", "zone_plate", "checkerboard", "dead_leaves", "GENERATORS"]
 
 
@@ -101,6 +103,15 @@ def dead_leaves(size: int = 256, n_shapes: int = 2000, seed: int = 0, supersampl
     The image depends only on its arguments (a fixed ``seed``).
     """
     size = _check_size(size)
+    r_min = check_number(r_min, "r_min", positive=True, meaning="the smallest leaf radius, "
+                         "as a fraction of the image width")
+    r_max = check_number(r_max, "r_max", positive=True, meaning="the largest leaf radius, "
+                         "as a fraction of the image width")
+    if r_min >= r_max:
+        raise ValueError(f"dead_leaves: r_min must be smaller than r_max; got r_min={r_min} "
+                         f"and r_max={r_max}. Swap them (defaults 0.015 and 0.3).")
+    if isinstance(n_shapes, bool) or not isinstance(n_shapes, int) or n_shapes < 0:
+        raise ValueError(f"dead_leaves: n_shapes must be a non-negative int; got {n_shapes!r}.")
     g = torch.Generator().manual_seed(int(seed))
     y, x = _grid(size, supersample)
     img = torch.full_like(x, 0.5)

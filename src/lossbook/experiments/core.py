@@ -314,7 +314,14 @@ def load_results(name: str, out: str | os.PathLike = "runs") -> dict:
         raise FileNotFoundError(
             f"no results at {path}; run `python -m lossbook run {name} --out {out}` first."
         )
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(
+            f"the results file {path} is damaged ({err}); it was left as it is. Delete it "
+            f"and run `python -m lossbook run {name} --out {out}` again (the checkpoints "
+            "make the rerun quick)."
+        ) from None
 
 
 def _save_figures(exp: Experiment, result: RunResult, out: Path) -> list[str]:
