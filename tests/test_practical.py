@@ -92,6 +92,7 @@ def _payload(blur_symptom, blur_fix):
     ((0.4, True), (0.9, False), "agrees with the notes"),
     ((0.4, True), (0.5, True), "did not cure it here"),
     ((0.9, False), (0.95, False), "did not appear"),
+    ((0.9, False), (0.5, True), "the opposite of the table"),
 ])
 def test_findings_verdicts(symptom, fix, expected):
     lines = P.practical_findings(_payload(symptom, fix))

@@ -103,14 +103,17 @@ PRACTICAL_ISSUES: dict[str, dict] = {
     "unstable": dict(symptom="SSIM only, lr too high", fix="SSIM only, lr + clip",
                      detector="training",
                      seed_cause="SSIM gradient issues",
-                     seed_fix="reduce the SSIM weight or use MS-SSIM"),
+                     seed_fix="reduce the SSIM weight or use MS-SSIM",
+                     ours="the usual learning rate with grad_clip=1"),
     "colour shift": dict(symptom="colour: SSIM only", fix="colour: L1+SSIM", detector="shift",
                          seed_cause="global offset", seed_fix="make sure MSE is included"),
     "checkerboard": dict(symptom="transposed 3x3", fix="resize-conv", detector="checkerboard",
-                         seed_cause="(not in the notes' table)", seed_fix="-"),
+                         seed_cause="(not in the notes' table)", seed_fix="-",
+                         ours="nearest upsampling + 3x3 convolution (Odena et al. 2016)"),
 }
 """Each common issue: the run that produces it, the run with the fix, the detector, and
-what the practical notes' table says (cause, fix)."""
+what the practical notes' table says (cause, fix); ``ours`` where the fix applied here is
+not the table's."""
 
 SEED_TABLE = {k: (v["seed_cause"], v["seed_fix"]) for k, v in PRACTICAL_ISSUES.items()}
 """The notes' table: ``{issue: (likely cause, solution)}``."""
@@ -392,6 +395,18 @@ def _issue_value(p: dict, issue: str, method: str) -> tuple[str, bool | None]:
     return f"{r[spec['detector']]:.3g}", bool(r[f"{spec['detector']}_flagged"])
 
 
+_HIGHER_IS_BETTER = {"blur", "edges"}
+
+
+def _improved(detector: str, before: str, after: str) -> bool:
+    """Whether the detector's value moved towards healthy (False if not numeric)."""
+    try:
+        a, b = float(before), float(after)
+    except ValueError:
+        return False
+    return b > a if detector in _HIGHER_IS_BETTER else b < a
+
+
 def practical_issues_table(result: RunResult | dict) -> str:
     """The common-issues table, measured: detector value and flag before and after the fix."""
     p = _payload(result)
@@ -436,10 +451,21 @@ def practical_findings(result: RunResult | dict) -> list[str]:
         if not f0:
             verdict = (f"the symptom run ({spec['symptom']}) was NOT flagged ({v0}): at this "
                        "budget the symptom did not appear")
+            if f1:
+                verdict += (f"; the run with the notes' fix ({spec['fix']}) WAS flagged ({v1}): "
+                            "here the fix produced the symptom, the opposite of the table")
         elif f1:
+            moved = _improved(spec["detector"], v0, v1)
             verdict = (f"flagged in '{spec['symptom']}' ({v0}) and still flagged after the fix "
-                       f"'{spec['fix']}' ({v1}): the notes' fix ({spec['seed_fix']}) did not "
-                       "cure it here")
+                       f"'{spec['fix']}' ({v1}): the notes' fix ({spec['seed_fix']}) "
+                       + ("moved it the right way but did not cure it here" if moved
+                          else "did not cure it here"))
+        elif "ours" in spec:
+            verdict = (f"flagged in '{spec['symptom']}' ({v0}), cleared by '{spec['fix']}' "
+                       f"({v1}): the fix here is {spec['ours']}; the notes' table "
+                       + (f"suggests '{spec['seed_fix']}' (cause: {spec['seed_cause']}), "
+                          "which this run does not test" if spec["seed_fix"] != "-"
+                          else "has no such row"))
         else:
             verdict = (f"flagged in '{spec['symptom']}' ({v0}), cleared by '{spec['fix']}' "
                        f"({v1}): agrees with the notes ({spec['seed_fix']})")
