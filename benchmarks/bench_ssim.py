@@ -233,7 +233,9 @@ def benchmark(shapes, device: torch.device, rounds: int, names=IMPLS, rss: bool 
                         iso = rss_in_subprocess(name, metric, shape, threads)
                         row["peak_mib"] = iso["peak_rss_mib"]
                     rows.append(row)
-                print(f"  done {device.type} {_shape_str(shape)} {metric} {mode}", flush=True)
+                case = " ".join(f"{r['impl']} {r['median_ms']:.1f}" for r in rows[-len(fns):])
+                print(f"  {device.type} {_shape_str(shape)} {metric} {mode}: median ms {case}",
+                      flush=True)  # as it goes, so a run cut short still says something
     return rows, agree
 
 

@@ -251,8 +251,8 @@ def _reference(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, float]:
     ``spread = max |v - r|`` over both images and all channels (a Python float). The
     moments are computed from ``x - r`` and ``y - r``.
     """
-    lo = torch.minimum(x.amin(dim=(2, 3)), y.amin(dim=(2, 3)))
-    hi = torch.maximum(x.amax(dim=(2, 3)), y.amax(dim=(2, 3)))
+    (x_lo, x_hi), (y_lo, y_hi) = x.flatten(2).aminmax(dim=2), y.flatten(2).aminmax(dim=2)
+    lo, hi = torch.minimum(x_lo, y_lo), torch.maximum(x_hi, y_hi)  # one pass per image
     r = (0.5 * (lo + hi))[..., None, None]
     return r, float((hi - lo).max()) / 2
 
