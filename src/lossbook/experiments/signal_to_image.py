@@ -85,28 +85,31 @@ S2I_SIZES: dict[str, dict] = {
     # smoke: only shows that the code runs.
     "smoke": dict(_SHARED, n_transducers=16, grid_size=32, n_samples=352, dt=2e-7,
                   frequency=0.5e6, delay=4e-6, n_train=24, n_val=4, n_test=4, n_ood=3,
-                  n_tune=3, tune_points=2, tv_iters=60, cg_iters=60, steps=6, batch_size=4,
+                  n_tune=3, tune_points=2, tv_iters=60, cg_iters=60, steps=6, direct_steps=6,
+                  batch_size=4,
                   lr=3e-3, log_every=2, features=2, width=8, unet_base=8, unet_levels=2,
                   ssim_ratios=(1.0,), ssim_win=7),
-    # cpu: about five to eight minutes on two busy cores.
+    # cpu: 8 minutes wall (3 CPU-minutes) on the 2-core machine at load ~7 (200/200 steps).
     "cpu": dict(_SHARED, n_transducers=24, grid_size=48, n_samples=352, dt=2e-7,
                 frequency=1e6, delay=3e-6, n_train=256, n_val=8, n_test=16, n_ood=12,
-                n_tune=8, tune_points=5, tv_iters=300, cg_iters=100, steps=200,
-                batch_size=8, lr=3e-3, log_every=10, features=4, width=16, unet_base=12,
-                unet_levels=2, ssim_ratios=(1.0, 4.0), ssim_win=11),
+                n_tune=8, tune_points=5, tv_iters=300, cg_iters=100, steps=400,
+                direct_steps=200, batch_size=8, lr=3e-3, log_every=10, features=4, width=16,
+                unet_base=12, unet_levels=2, ssim_ratios=(1.0, 4.0), ssim_win=11),
     # gpu: closer to the seed (more channels and samples, a finer grid).
     "gpu": dict(_SHARED, n_transducers=64, grid_size=128, n_samples=1344, dt=5e-8,
                 frequency=2e6, delay=1.5e-6, n_train=4096, n_val=16, n_test=32, n_ood=24,
                 n_tune=16, tune_points=7, tv_iters=500, cg_iters=300, steps=3000,
-                batch_size=16, lr=1e-3, log_every=25, features=2, width=48, unet_base=32,
-                unet_levels=3, ssim_ratios=(0.25, 1.0, 4.0), ssim_win=11),
+                direct_steps=3000, batch_size=16, lr=1e-3, log_every=25, features=2, width=48,
+                unet_base=32, unet_levels=3, ssim_ratios=(0.25, 1.0, 4.0), ssim_win=11),
 }
 """Sizes of ``signal-to-image`` per budget. The ring (radius 4.5 cm) sits in a 10 cm
 square of ``grid_size``\\ :sup:`2` pixels; ``n_transducers`` transmit in turn; traces have
 ``n_samples`` samples every ``dt`` seconds, a Gabor pulse of centre ``frequency`` and
 white noise at ``snr_db`` (peak / noise std). Training uses a fixed set of ``n_train``
 phantoms (each with its own noise draw), ``steps`` Adam steps of ``batch_size``
-(learning rate ``lr``, cosine decay).
+(learning rate ``lr``, cosine decay) for the post-processing networks and
+``direct_steps`` for the direct ones (at ``cpu`` a direct step costs about twice a
+post-processing step, and 200 more of them do not rescue it).
 ``ssim_ratios``: the MSE+SSIM losses trained, as multiples of the gradient-balanced
 SSIM weight."""
 
@@ -516,7 +519,8 @@ def _run_s2i(sizes: dict, *, workdir: Path, device: torch.device, progress: bool
                 continue
             model = make_s2i_model(arch, sizes)
             cb = None if callback is None else functools.partial(callback, method)
-            h = fit(model, spec["loss"], sampler, steps=sizes["steps"],
+            steps = sizes["direct_steps"] if arch == "direct" else sizes["steps"]
+            h = fit(model, spec["loss"], sampler, steps=steps,
                     batch_size=sizes["batch_size"], lr=sizes["lr"], lr_schedule="cosine",
                     device=device, val_data=val_pairs, log_every=sizes["log_every"],
                     checkpoint=workdir / f"{slug(method)}.pt", seed=0, callback=cb,
