@@ -22,6 +22,9 @@ A chapter that imports something only the extras provide fails here.
 
 Usage: python .ci/colab_check.py [--workdir DIR] [--keep] [NOTEBOOK ...]
 Runs from the development environment (it needs nbclient and pyyaml; the kernel does not).
+Steps 1-3 alone need only the standard library: ``--prepare`` does them into DIR (CI
+runs it with the system python3 in the background while ``make test`` runs), and
+``--reuse`` then executes the chapters with what DIR holds.
 """
 
 from __future__ import annotations
@@ -37,11 +40,6 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
-
-import nbformat
-import yaml
-from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
 
 ROOT = Path(__file__).resolve().parents[1]
 KERNEL = "lossbook-colab"
@@ -63,6 +61,8 @@ def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
 
 def toc_notebooks(root: Path = ROOT) -> list[Path]:
     """Every notebook _toc.yml lists (parts or a flat chapter list), in book order."""
+    import yaml
+
     toc = yaml.safe_load((root / "_toc.yml").read_text())
 
     def walk(entries):
@@ -99,8 +99,11 @@ def make_env(work: Path, wheel: Path) -> Path:
     base = getattr(sys, "_base_executable", sys.executable)
     run([base, "-m", "venv", str(venv)])
     py = str(venv / "bin" / "python")
-    run([py, "-m", "pip", "install", "-q", TORCH])
-    run([py, "-m", "pip", "install", "-q", *runtime_requirements(wheel), "ipykernel"])
+    # --no-compile: byte-compiling all of torch takes minutes on 2 busy cores; the kernel
+    # compiles what it imports anyway
+    pip = [py, "-m", "pip", "install", "-q", "--no-compile"]
+    run([*pip, TORCH])
+    run([*pip, *runtime_requirements(wheel), "ipykernel"])
     listed = json.loads(run([py, "-m", "pip", "list", "--format=json"], capture_output=True,
                             text=True).stdout)
     names = {p["name"].lower().replace("_", "-") for p in listed}
@@ -151,6 +154,10 @@ def installed_from(venv: Path) -> str:
 
 
 def execute(nb_path: Path, venv: Path, wheel: Path) -> tuple[bool, float, str]:
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
     run([str(venv / "bin" / "python"), "-m", "pip", "uninstall", "-q", "-y", "lossbook"],
         capture_output=True)
     nb = nbformat.read(nb_path, as_version=4)
@@ -183,19 +190,36 @@ def main() -> int:
     parser.add_argument("notebooks", nargs="*", type=Path, help="default: all in _toc.yml")
     parser.add_argument("--workdir", type=Path, help="default: a temporary folder")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument("--prepare", action="store_true",
+                        help="only build the wheel, the venv and the kernel into --workdir")
+    parser.add_argument("--reuse", action="store_true",
+                        help="use what --prepare left in --workdir (prepare if absent)")
     args = parser.parse_args()
+    if (args.prepare or args.reuse) and not args.workdir:
+        parser.error("--prepare and --reuse need --workdir")
     work = (args.workdir or Path(tempfile.mkdtemp(prefix="colab-check-"))).resolve()
-    if work.exists() and any(work.iterdir()):
+    ready = work / "READY"
+    reuse = args.reuse and ready.is_file()
+    if not reuse and work.exists() and any(work.iterdir()):
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
-    notebooks = [p.resolve() for p in args.notebooks] or toc_notebooks()
     try:
-        stamp("building the wheel")
-        wheel = build_wheel(work / "dist")
-        print(f"    {wheel.name}: requires {', '.join(runtime_requirements(wheel))}")
-        stamp(f"fresh venv: {TORCH}, the runtime requirements, ipykernel")
-        venv = make_env(work, wheel)
-        os.environ["JUPYTER_PATH"] = str(make_kernel(work, venv, wheel))
+        if reuse:
+            wheel, venv = next((work / "dist").glob("lossbook-*.whl")), work / "venv"
+            os.environ["JUPYTER_PATH"] = str(work / "jupyter" / "share" / "jupyter")
+            stamp(f"reusing the prepared {wheel.name} and venv in {work}")
+        else:
+            stamp("building the wheel")
+            wheel = build_wheel(work / "dist")
+            print(f"    {wheel.name}: requires {', '.join(runtime_requirements(wheel))}")
+            stamp(f"fresh venv: {TORCH}, the runtime requirements, ipykernel")
+            venv = make_env(work, wheel)
+            os.environ["JUPYTER_PATH"] = str(make_kernel(work, venv, wheel))
+            ready.write_text(wheel.name)
+        if args.prepare:
+            stamp(f"prepared in {work}")
+            return 0
+        notebooks = [p.resolve() for p in args.notebooks] or toc_notebooks()
         stamp(f"executing {len(notebooks)} chapters at smoke, each installing the wheel")
         failures, total = [], 0.0
         for nb in notebooks:
@@ -211,7 +235,7 @@ def main() -> int:
               f"({total:.0f}s in the chapters)")
         return 1 if failures else 0
     finally:
-        if not args.keep:
+        if not (args.keep or args.prepare):
             shutil.rmtree(work, ignore_errors=True)
 
 

@@ -400,3 +400,10 @@ def test_actionlint_passes_the_workflow_and_catches_a_broken_one(tmp_path):
     run = _actionlint(bad)
     assert run.returncode == 1, run.stdout
     assert "CRON" in run.stdout and '"nope"' in run.stdout
+
+
+def test_colab_check_prepare_and_reuse_need_a_workdir():
+    for flag in ("--prepare", "--reuse"):
+        run = subprocess.run([sys.executable, str(ROOT / ".ci" / "colab_check.py"), flag],
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 2 and "need --workdir" in run.stderr, run.stderr
