@@ -275,6 +275,26 @@ def test_chunks_cover_every_row_once():
         assert (seen == 1).all()
 
 
+def test_memory_layouts_give_the_same_values_and_gradients(gen):
+    """channels-last (a channels-last model's output) and strided views: same numbers."""
+    x, y = _pair(gen, (2, 3, 40, 44), noise=0.3)
+    variants = [
+        (x, y),
+        (x.contiguous(memory_format=torch.channels_last), y),
+        (x.transpose(-1, -2).contiguous().transpose(-1, -2), y[..., :, :]),
+    ]
+    ref = None
+    for a, b in variants:
+        a = a.clone(memory_format=torch.preserve_format).requires_grad_()
+        v = ssim(a, b, reduction="none")
+        v.sum().backward()
+        got = (v.detach(), a.grad.contiguous())
+        if ref is None:
+            ref = got
+        for g, r in zip(got, ref, strict=True):
+            torch.testing.assert_close(g, r, atol=1e-12, rtol=0)
+
+
 @pytest.mark.parametrize("offset", [1000.0, -1e4])
 def test_float32_far_outside_data_range_matches_float64(gen, offset):
     """An offset of 1000 used to give SSIM = -4.8 in float32 (variances E[x^2] - mu^2
