@@ -189,13 +189,14 @@ def _shape_str(shape) -> str:
 
 
 def benchmark(shapes, device: torch.device, rounds: int, names=IMPLS, rss: bool = True,
-              threads: int = 1) -> tuple[list[dict], list[dict]]:
+              threads: int = 1, modes=("fwd", "fwd+bwd"),
+              metrics=("ssim", "ms_ssim")) -> tuple[list[dict], list[dict]]:
     """Time every implementation; return (timing rows, agreement rows)."""
     impls = implementations(names)
     rows, agree = [], []
     for shape in shapes:
         x, y = make_inputs(shape, device)
-        for metric in ("ssim", "ms_ssim"):
+        for metric in metrics:
             if metric == "ms_ssim" and min(shape[-2:]) < MS_MIN_SIDE:
                 continue
             fns = {n: f[metric] for n, f in impls.items() if metric in f}
@@ -207,7 +208,7 @@ def benchmark(shapes, device: torch.device, rounds: int, names=IMPLS, rss: bool 
                     agree.append(dict(device=device.type, shape=_shape_str(shape), metric=metric,
                                       impl=name, ours=ours, theirs_default=default,
                                       theirs_agreeing=same, diff=abs(same - ours)))
-            for backward in (False, True):
+            for backward in [m == "fwd+bwd" for m in modes]:
                 mode = "fwd+bwd" if backward else "fwd"
                 for fn in fns.values():  # warm up this mode on its own
                     run_once(fn, x, y, backward)
@@ -346,6 +347,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--cpu-only", action="store_true", help="same as --device cpu")
     parser.add_argument("--shapes", help="comma-separated NxCxHxW (default: the four shapes)")
     parser.add_argument("--impls", default=",".join(IMPLS), help="comma-separated subset")
+    parser.add_argument("--modes", default="fwd,fwd+bwd", help="fwd, fwd+bwd or both")
+    parser.add_argument("--metrics", default="ssim,ms_ssim", help="ssim, ms_ssim or both")
     parser.add_argument("--no-rss", action="store_true", help="skip the per-process RSS runs")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     parser.add_argument("--rss-worker", help=argparse.SUPPRESS)
@@ -355,6 +358,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(json.dumps(rss_worker(name, metric, tuple(map(int, shape.split("x"))),
                                     args.threads)))
         return []
+    if not set(args.modes.split(",")) <= {"fwd", "fwd+bwd"} or not set(
+            args.metrics.split(",")) <= {"ssim", "ms_ssim"}:
+        raise SystemExit("--modes takes fwd and/or fwd+bwd; --metrics ssim and/or ms_ssim.")
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                           else "cpu" if args.device == "auto" or args.cpu_only else args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -372,7 +378,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(f"{rounds} rounds per case, interleaved (rotating order), float32, "
               f"data_range=1, 11x11 Gaussian window, sigma 1.5\n", flush=True)
         rows, agree = benchmark(shapes, device, rounds, names, rss=not args.no_rss,
-                                threads=args.threads)
+                                threads=args.threads, modes=args.modes.split(","),
+                                metrics=args.metrics.split(","))
         summary = ratios(rows)
         print("\nValues (float32, the benchmark inputs):\n" + format_agreement(agree))
         print("\nTimes:\n" + format_table(rows))
