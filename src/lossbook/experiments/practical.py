@@ -473,13 +473,16 @@ def practical_findings(result: RunResult | dict) -> list[str]:
     return out
 
 
-def practical_crops_figure(result: RunResult, tile: int = 0):
-    """One test tile: clean, input and the output of every symptom and fix run."""
+def practical_crops_figure(result: RunResult, tile: int | None = None):
+    """One test tile (default: the one with the most structure, the largest standard
+    deviation of the clean tile): clean, input and the output of several runs."""
     import matplotlib.pyplot as plt
 
     names = [m for m in ("1 MSE", "SSIM only", "4 + edge", "6 balanced", "transposed 3x3",
                          "resize-conv") if m in result.outputs]
     noisy, clean = result.pairs["gray"]
+    if tile is None:
+        tile = int(clean.flatten(1).std(dim=1).argmax())
     panels = [clean[tile], noisy[tile]] + [result.outputs[m][tile].clamp(0, 1) for m in names]
     titles = ["clean (dB)", "speckled input"] + names
     fig, axes = plt.subplots(1, len(panels), figsize=(2.2 * len(panels), 2.6))
@@ -487,7 +490,7 @@ def practical_crops_figure(result: RunResult, tile: int = 0):
         ax.imshow(img[0].numpy(), cmap="gray", vmin=0, vmax=1)
         ax.set_title(title, fontsize=8)
         ax.axis("off")
-    fig.suptitle("Autoencoder outputs on one test tile (unit-dB scale)")
+    fig.suptitle(f"Autoencoder outputs on test tile {tile} (unit-dB scale)")
     fig.tight_layout()
     return fig
 
