@@ -648,17 +648,16 @@ def sr_plane_figure(result: RunResult | dict):
     import matplotlib.pyplot as plt
 
     p, rows = _rows(result)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.2))
+    markers = "sDo^vP*Xhp<>"
     for ax, metric, label in (
             (axes[0], "sharpness", "sharpness ratio (1 = as much fine detail as the truth)"),
             (axes[1], "feature_distance", "feature distance (relu2_2; lower = closer)")):
-        for m, r in rows.items():
+        for k, (m, r) in enumerate(rows.items()):
             if np.isnan(r[metric]):
                 continue
-            marker = "s" if r["kind"] == "baseline" else "o"
-            ax.scatter(r[metric], r["psnr_y"], marker=marker, s=40)
-            ax.annotate(m, (r[metric], r["psnr_y"]), fontsize=8, xytext=(4, 3),
-                        textcoords="offset points")
+            ax.scatter(r[metric], r["psnr_y"], marker=markers[k % len(markers)], s=45,
+                       label=m, alpha=0.85)
         if metric == "sharpness":
             ax.axvline(1.0, color="k", lw=0.8, ls=":")
         ax.set_xlabel(label)
@@ -666,6 +665,7 @@ def sr_plane_figure(result: RunResult | dict):
         ax.grid(alpha=0.3)
     axes[0].set_title("Distortion vs sharpness")
     axes[1].set_title("Distortion vs feature distance")
+    axes[1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.suptitle(f"Perception-distortion plane, x{p.get('scale', 2)} ({p.get('budget', '?')} "
                  "budget)")
     fig.tight_layout()
