@@ -64,7 +64,7 @@ def check_best_constant(fn: Callable, loss: str, *, seed: int | None = None) -> 
         cost = {"mse": lambda v, s=samples: float(((s - v) ** 2).mean()),
                 "mae": lambda v, s=samples: float((s - v).abs().mean())}[loss]
         best = float(samples.mean()) if loss == "mse" else float(samples.median())
-        if cost(c) > cost(best) * (1 + 1e-5):  # allows a fine grid search
+        if cost(c) > cost(best) * (1 + 1e-4):  # allows a fine grid search (20001 points)
             raise AssertionError(
                 f"case {case}: {n} skewed (exponential) samples; your constant {c:.4f} has "
                 f"{loss.upper()} {cost(c):.6f}, but {best:.4f} achieves {cost(best):.6f}. "
