@@ -141,8 +141,11 @@ class _ImageTooSmallError(ValueError):
 
 def _check_inputs(x: torch.Tensor, y: torch.Tensor, min_side: int, what: str) -> None:
     check_pair(x, y)
-    check_finite(x, "x")
-    check_finite(y, "y")
+    for v, name in ((x, "x"), (y, "y")):
+        # NaN and +-inf show up in the extremes: two fast reductions instead of
+        # isfinite(v).all() (about 10x slower on the CPU); check_finite words the error
+        if v.numel() and not math.isfinite(float(v.detach().amax() + v.detach().amin())):
+            check_finite(v, name)
     h, w = x.shape[-2:]
     if min(h, w) < min_side:
         raise _ImageTooSmallError(f"{what}; got images of {h}x{w}.")
@@ -251,8 +254,9 @@ def _reference(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, float]:
     ``spread = max |v - r|`` over both images and all channels (a Python float). The
     moments are computed from ``x - r`` and ``y - r``.
     """
-    (x_lo, x_hi), (y_lo, y_hi) = x.flatten(2).aminmax(dim=2), y.flatten(2).aminmax(dim=2)
-    lo, hi = torch.minimum(x_lo, y_lo), torch.maximum(x_hi, y_hi)  # one pass per image
+    # amin and amax over (H, W): two vectorised passes, faster than one aminmax(dim=2)
+    lo = torch.minimum(x.amin(dim=(2, 3)), y.amin(dim=(2, 3)))
+    hi = torch.maximum(x.amax(dim=(2, 3)), y.amax(dim=(2, 3)))
     r = (0.5 * (lo + hi))[..., None, None]
     return r, float((hi - lo).max()) / 2
 
