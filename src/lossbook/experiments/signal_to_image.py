@@ -89,7 +89,7 @@ S2I_SIZES: dict[str, dict] = {
                   batch_size=4,
                   lr=3e-3, log_every=2, features=2, width=8, unet_base=8, unet_levels=2,
                   ssim_ratios=(1.0,), ssim_win=7),
-    # cpu: 8 minutes wall (3 CPU-minutes) on the 2-core machine at load ~7 (200/200 steps).
+    # cpu: 5 min wall, 3.3 CPU-minutes, on the shared 2-core machine (measured under flock).
     "cpu": dict(_SHARED, n_transducers=24, grid_size=48, n_samples=352, dt=2e-7,
                 frequency=1e6, delay=3e-6, n_train=256, n_val=8, n_test=16, n_ood=12,
                 n_tune=8, tune_points=5, tv_iters=300, cg_iters=100, steps=400,
