@@ -22,7 +22,8 @@ Method
 * Page faults: ``resource.getrusage`` minor faults during each timed call (median per call).
   Peak memory on the CPU: a separate process per (implementation, shape, metric) runs one
   warm-up and two forward+backward calls and reports how much its peak RSS
-  (``ru_maxrss``) grew above the inputs; on CUDA ``torch.cuda.max_memory_allocated`` above
+  (``VmHWM``; ``ru_maxrss`` is inherited from the parent through ``exec``) grew above the
+  inputs; on CUDA ``torch.cuda.max_memory_allocated`` above
   the inputs during one call.
 * Values are compared before timing. pytorch-msssim and kornia (``padding="valid"``)
   compute the same SSIM as ours. torchmetrics' SSIM also averages windows over its
@@ -161,15 +162,31 @@ def cuda_peak_mib(fn: Callable, x: torch.Tensor, y: torch.Tensor, backward: bool
     return (torch.cuda.max_memory_allocated(x.device) - base) / 2**20
 
 
+def _peak_rss_kib() -> int:
+    """Peak resident memory of this process in KiB.
+
+    ``VmHWM`` from ``/proc/self/status`` where it exists: ``ru_maxrss`` is not reset by
+    ``exec`` on Linux, so a child of a large benchmark process would inherit its parent's
+    peak and report no growth at all. ``ru_maxrss`` elsewhere.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def rss_worker(name: str, metric: str, shape: tuple[int, ...], threads: int) -> dict:
     """In a fresh process: peak RSS growth (MiB) and page faults of forward+backward."""
     torch.set_num_threads(threads)
     fn = implementations([name])[name][metric]
     x, y = make_inputs(shape, "cpu")
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    base = _peak_rss_kib()
     run_once(fn, x, y, True)
     faults = [run_once(fn, x, y, True)[1] for _ in range(2)]
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = _peak_rss_kib()
     return {"peak_rss_mib": (peak - base) / 1024, "faults_isolated": min(faults)}
 
 
