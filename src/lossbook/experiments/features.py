@@ -91,7 +91,7 @@ FEATURE_SIZES: dict[str, dict] = {
     "cpu": dict(image_size=80, invert_steps=100, texture_size=80, texture_exemplar=128,
                 texture_steps=100, shuffle_patch=16, pixel_lr=0.05,
                 blur=1.0, noise=2.0, patch_size=40, batch_size=8, steps=250, gan_steps=120,
-                adv_weights=(0.0, 0.01, 0.03), depth=5, width=24, lr=2e-3, gan_lr=2e-4,
+                adv_weights=(0.0, 0.03, 0.1), depth=5, width=24, lr=2e-3, gan_lr=2e-4,
                 d_base=16, perceptual_weight=0.1, n_test=4, test_size=128,
                 train_size=192, log_every=10),
     "gpu": dict(image_size=192, invert_steps=500, texture_size=192, texture_exemplar=256,
