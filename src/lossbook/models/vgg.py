@@ -331,9 +331,15 @@ def _net_from_file(path: Path, source: str) -> VGG16Features:
     return net
 
 
+_REACHABLE: dict[str, bool] = {}
+
+
 def _reachable(url: str, seconds: float) -> bool:
     """Whether ``url``'s host accepts a TCP connection within ``seconds`` (DNS included:
-    the probe runs in a daemon thread that is abandoned when time runs out)."""
+    the probe runs in a daemon thread that is abandoned when time runs out). A failed
+    probe is remembered for the process, so later calls do not wait again."""
+    if _REACHABLE.get(url) is False:
+        return False
     import socket
 
     parts = urllib.parse.urlparse(url)
@@ -350,7 +356,8 @@ def _reachable(url: str, seconds: float) -> bool:
     t = threading.Thread(target=probe, daemon=True)
     t.start()
     t.join(seconds)
-    return bool(result and result[0])
+    _REACHABLE[url] = bool(result and result[0])
+    return _REACHABLE[url]
 
 
 def load_feature_net(
