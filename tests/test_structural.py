@@ -537,3 +537,16 @@ def test_benchmark_script_runs_quick(root, capsys):
         assert abs(bench.agreement_value(name, "ssim", x, y) - ours) < 1e-5, name
     assert abs(bench.agreement_value("pytorch-msssim", "ms_ssim", x, y)
                - float(ms_ssim(x, y))) < 1e-5
+
+
+def test_gaussian_window_refuses_degenerate_parameters():
+    """Issue 8: sigma=1e-300 gave NaN taps, sigma=inf a flat window, int dtypes zeros."""
+    from lossbook.losses import gaussian_window
+
+    for sigma in (1e-300, 0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="sigma"):
+            gaussian_window(11, sigma)
+    with pytest.raises(TypeError, match="floating-point"):
+        gaussian_window(11, 1.5, dtype=torch.int64)
+    g = gaussian_window(11, 1e-3)
+    assert torch.isfinite(g).all() and float(g.sum()) == pytest.approx(1.0)

@@ -121,8 +121,14 @@ def _check_window_args(win_size: object, sigma: object, window: object = "gaussi
             f"win_size must be odd so that the window has a centre pixel; got {win_size}. "
             f"Use {win_size - 1} or {win_size + 1}."
         )
-    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma > 0:
-        raise ValueError(f"sigma must be a positive number (e.g. 1.5); got {sigma!r}.")
+    if (isinstance(sigma, bool) or not isinstance(sigma, (int, float))
+            or not math.isfinite(sigma) or not sigma >= 1e-3):
+        raise ValueError(
+            f"sigma must be a positive number, finite and at least 1e-3 pixels (e.g. 1.5); got "
+            f"{sigma!r}. "
+            "A narrower Gaussian underflows to a single tap (use win_size=1 for that) and an "
+            "infinite one is the uniform window (window='uniform')."
+        )
     return win_size
 
 
@@ -193,6 +199,9 @@ def gaussian_window(
     (torch.Size([11]), 1.0)
     """
     _check_window_args(size, sigma)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"gaussian_window: dtype must be a floating-point torch dtype (e.g. "
+                        f"torch.float32); got {dtype!r}, whose taps would round to 0.")
     i = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     g = torch.exp(-(i**2) / (2.0 * float(sigma) ** 2))
     return (g / g.sum()).to(dtype=dtype, device=device)
