@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from .. import __version__
+from .. import losses as L
 from ..budget import get_budget
 from ..metrics import mae as _mae
 from ..metrics import ms_ssim as _ms_ssim
@@ -48,6 +49,8 @@ __all__ = [
     "evaluate",
     "format_table",
     "slug",
+    "ms_ssim_train_kwargs",
+    "mix_l1_sigma",
 ]
 
 METRICS = ("psnr", "ssim", "ms_ssim", "mae")
@@ -338,6 +341,27 @@ def _save_figures(exp: Experiment, result: RunResult, out: Path) -> list[str]:
         plt.close(fig)
         paths.append(path.name)
     return paths
+
+
+def ms_ssim_train_kwargs(sizes: dict) -> dict:
+    """Keywords of the *training* MS-SSIM for patches smaller than five scales need: the
+    first ``ms_ssim_train_scales`` weights renormalised to sum to 1, and a
+    ``ms_ssim_train_win``-tap window (used by every experiment that trains with MS-SSIM)."""
+    w = L.MS_SSIM_WEIGHTS[: sizes["ms_ssim_train_scales"]]
+    return {"win_size": sizes["ms_ssim_train_win"],
+            "weights": tuple(float(v) / sum(w) for v in w)}
+
+
+def mix_l1_sigma(sizes: dict) -> float:
+    """Width (pixels) of the Gaussian that weights the L1 term of the Mix loss.
+
+    Zhao et al. weight L1 with the Gaussian of MS-SSIM's coarsest scale. Our training
+    MS-SSIM's coarsest scale sees the 1.5-pixel window through ``2 ** (scales - 1)``
+    decimations, i.e. a Gaussian of ``1.5 * 2 ** (scales - 1)`` pixels (6 for 3 scales);
+    it is capped so that its ``2 ceil(3 sigma) + 1`` window fits in a training patch.
+    """
+    natural = 1.5 * 2 ** (sizes["ms_ssim_train_scales"] - 1)
+    return min(natural, ((sizes["patch_size"] - 1) // 2) / 3)
 
 
 def slug(method: str) -> str:

@@ -34,7 +34,16 @@ from ..metrics import psnr as _psnr
 from ..models import DnCNN
 from ..stats import compare_methods
 from ..train import fit
-from .core import METRICS, Experiment, RunResult, evaluate, register, slug
+from .core import (
+    METRICS,
+    Experiment,
+    RunResult,
+    evaluate,
+    mix_l1_sigma,
+    ms_ssim_train_kwargs,
+    register,
+    slug,
+)
 
 __all__ = [
     "DENOISE_SIZES",
@@ -48,7 +57,6 @@ __all__ = [
     "denoise_curves_figure",
     "denoise_crops_figure",
     "make_denoiser",
-    "mix_l1_sigma",
     "denoise_loss",
     "available_denoise_losses",
     "denoise_test_pairs",
@@ -103,24 +111,6 @@ def denoise_sizes(budget: str | None = None) -> dict:
     return dict(DENOISE_SIZES[get_budget(budget).name])
 
 
-def _ms_ssim_train_kwargs(sizes: dict) -> dict:
-    w = L.MS_SSIM_WEIGHTS[: sizes["ms_ssim_train_scales"]]
-    return {"win_size": sizes["ms_ssim_train_win"],
-            "weights": tuple(float(v) / sum(w) for v in w)}
-
-
-def mix_l1_sigma(sizes: dict) -> float:
-    """Width (pixels) of the Gaussian that weights the L1 term of the Mix loss.
-
-    Zhao et al. weight L1 with the Gaussian of MS-SSIM's coarsest scale. Our training
-    MS-SSIM's coarsest scale sees the 1.5-pixel window through ``2 ** (scales - 1)``
-    decimations, i.e. a Gaussian of ``1.5 * 2 ** (scales - 1)`` pixels (6 for 3 scales);
-    it is capped so that its ``2 ceil(3 sigma) + 1`` window fits in a training patch.
-    """
-    natural = 1.5 * 2 ** (sizes["ms_ssim_train_scales"] - 1)
-    return min(natural, ((sizes["patch_size"] - 1) // 2) / 3)
-
-
 def denoise_loss(method: str, sizes: dict) -> nn.Module:
     """The training loss of ``method`` (one of :data:`DENOISE_METHODS`).
 
@@ -131,7 +121,7 @@ def denoise_loss(method: str, sizes: dict) -> nn.Module:
     ImportError
         If ``lossbook.losses`` does not provide the pieces this loss needs yet.
     """
-    ms = _ms_ssim_train_kwargs(sizes)
+    ms = ms_ssim_train_kwargs(sizes)
 
     def need(*names: str) -> list:
         missing = [n for n in names if not hasattr(L, n)]

@@ -40,7 +40,7 @@ from ..data import (
 from ..metrics import sr_ms_ssim, sr_psnr, sr_ssim, sr_view
 from ..models import EDSR
 from ..train import fit, load_checkpoint
-from .core import Experiment, RunResult, register, slug
+from .core import Experiment, RunResult, mix_l1_sigma, ms_ssim_train_kwargs, register, slug
 
 __all__ = [
     "SR_SIZES",
@@ -139,19 +139,6 @@ def sr_sizes(budget: str | None = None) -> dict:
     return dict(SR_SIZES[get_budget(budget).name])
 
 
-def _ms_ssim_train_kwargs(sizes: dict) -> dict:
-    w = L.MS_SSIM_WEIGHTS[: sizes["ms_ssim_train_scales"]]
-    return {"win_size": sizes["ms_ssim_train_win"],
-            "weights": tuple(float(v) / sum(w) for v in w)}
-
-
-def _mix_l1_sigma(sizes: dict) -> float:
-    """The Gaussian of the Mix loss's L1 term: that of the training MS-SSIM's coarsest
-    scale (1.5 * 2**(scales - 1) px), capped to fit the patch (as in ``denoise-losses``)."""
-    natural = 1.5 * 2 ** (sizes["ms_ssim_train_scales"] - 1)
-    return min(natural, ((sizes["patch_size"] - 1) // 2) / 3)
-
-
 @functools.cache
 def _feature_net(kind: str):
     from ..models import load_feature_net
@@ -186,8 +173,8 @@ def sr_loss(method: str, sizes: dict) -> nn.Module:
         return L.CharbonnierLoss(eps=1e-3)
     if method == "Mix":
         (cls,) = _need(method, "MixLoss")
-        return cls(alpha=SR_MIX_ALPHA, l1_sigma=_mix_l1_sigma(sizes),
-                   **_ms_ssim_train_kwargs(sizes))
+        return cls(alpha=SR_MIX_ALPHA, l1_sigma=mix_l1_sigma(sizes),
+                   **ms_ssim_train_kwargs(sizes))
     if method in ("L1+perceptual", "L1+perceptual+adversarial"):
         comb, perc = _need(method, "CombinedLoss", "PerceptualLoss")
         return comb({"l1": (1.0, L.L1Loss()),
