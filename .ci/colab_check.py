@@ -153,7 +153,7 @@ def installed_from(venv: Path) -> str:
     return out.stdout.strip()
 
 
-def execute(nb_path: Path, venv: Path, wheel: Path) -> tuple[bool, float, str]:
+def execute(nb_path: Path, venv: Path, wheel: Path, work: Path) -> tuple[bool, float, str]:
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
@@ -165,8 +165,13 @@ def execute(nb_path: Path, venv: Path, wheel: Path) -> tuple[bool, float, str]:
         "import sys, lossbook\n"
         "print('COLAB-CHECK', 'google.colab' in sys.modules, lossbook.__file__)")
     nb.cells.append(probe)
+    # Like a fresh Colab runtime: the chapter runs in an empty folder of its own, so it
+    # sees no runs/ (checkpoints, results) left by the other builds of this CI run.
+    cwd = work / "cwd" / nb_path.stem
+    shutil.rmtree(cwd, ignore_errors=True)
+    cwd.mkdir(parents=True)
     client = NotebookClient(nb, kernel_name=KERNEL, timeout=600, allow_errors=False,
-                            resources={"metadata": {"path": str(nb_path.parent)}})
+                            resources={"metadata": {"path": str(cwd)}})
     t0 = time.perf_counter()
     try:
         client.execute()
@@ -223,7 +228,7 @@ def main() -> int:
         stamp(f"executing {len(notebooks)} chapters at smoke, each installing the wheel")
         failures, total = [], 0.0
         for nb in notebooks:
-            ok, seconds, why = execute(nb, venv, wheel)
+            ok, seconds, why = execute(nb, venv, wheel, work)
             total += seconds
             name = nb.relative_to(ROOT) if nb.is_relative_to(ROOT) else nb
             print(f"[{'ok' if ok else 'FAIL'}] {name} ({seconds:.1f}s)",

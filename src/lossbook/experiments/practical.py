@@ -270,7 +270,10 @@ def _run_practical(sizes: dict, *, workdir: Path, device: torch.device, progress
     three = practical_loss("4 + edge")
     balance = D.loss_balance(three, model0(probe_in), probe_target, model=model0,
                              inputs=probe_in)
-    balanced = dict(zip(balance.names, balance.balanced, strict=True))
+    # rounded to 3 significant digits: gradient norms differ in the last bits between thread
+    # counts and machines, and the weights enter the run's fingerprint (resume on Colab)
+    balanced = {n: float(f"{w:.3g}") for n, w in zip(balance.names, balance.balanced,
+                                                       strict=True)}
 
     # name -> (loss, upsampling, colour?, lr, grad_clip)
     lr, hot = sizes["lr"], sizes["unstable_lr"]
