@@ -28,6 +28,7 @@ from lossbook.losses import (
     SSIMLoss,
     UncertaintyWeightedLoss,
     gaussian_weighted_l1,
+    mix_l1_sigma,
     ssim,
 )
 
@@ -96,8 +97,39 @@ def _hand_mix(x, y, alpha, sigma, **kw):
 def test_mix_loss_matches_hand_formula(gen, alpha):
     x, y = _pair(gen, (2, 1, 176, 192))
     ours = MixLoss(alpha, reduction="none")(x, y)
-    np.testing.assert_allclose(ours.numpy(), _hand_mix(x, y, alpha, 8.0), atol=1e-6, rtol=0)
+    # default L1 width: the coarsest of the five MS-SSIM scales, 1.5 * 2**4 = 24 pixels
+    np.testing.assert_allclose(ours.numpy(), _hand_mix(x, y, alpha, 24.0), atol=1e-6, rtol=0)
     torch.testing.assert_close(MixLoss(alpha)(x, y), ours.mean())
+    assert MixLoss(alpha, win_size=7, weights=(0.2, 0.3, 0.5)).l1_sigma == 6.0
+
+
+def test_mix_l1_sigma_is_the_footprint_of_the_coarsest_ms_ssim_scale():
+    # Independent check of the rule: the weight with which MS-SSIM's coarsest scale sees
+    # the original pixels is the impulse response of (2x2 average, decimate) applied M - 1
+    # times followed by the 1.5-pixel Gaussian; its standard deviation in original pixels
+    # is sqrt((1.5 * 2**(M-1))**2 + sum_k 4**k / 4) (each box of 2 at scale k adds
+    # variance 4**k / 4), within 2 % of mix_l1_sigma(M) for M >= 3.
+    for m in (3, 4, 5):
+        # on the original grid: the average of two samples 2**k apart at each decimation,
+        # then the Gaussian window, whose 1.5-sample width is 1.5 * 2**(m-1) pixels
+        h = np.zeros(4001)
+        h[2000] = 1.0
+        for k in range(m - 1):
+            pair = np.zeros(2**k + 1)
+            pair[[0, -1]] = 0.5
+            h = np.convolve(h, pair, mode="same")
+        g = np.exp(-0.5 * (np.arange(-300, 301) / (1.5 * 2 ** (m - 1))) ** 2)
+        h = np.convolve(h, g / g.sum(), mode="same")
+        pos = np.arange(h.size)
+        mean = (pos * h).sum()
+        sd = math.sqrt(((pos - mean) ** 2 * h).sum())
+        assert sd == pytest.approx(mix_l1_sigma(m), rel=0.02)
+    assert mix_l1_sigma(5) == 24.0 and mix_l1_sigma(3, 1.5) == 6.0
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="scales must be a positive integer"):
+            mix_l1_sigma(bad)
+    with pytest.raises(ValueError, match="sigma must be a positive finite"):
+        mix_l1_sigma(5, -1.0)
 
 
 def test_gaussian_weighted_l1_close_to_l1_and_errors(gen):

@@ -57,6 +57,8 @@ __all__ = [
     "DB_PER_NEPER",
     "log_speckle_mean",
     "log_speckle_var",
+    "log_speckle_skewness",
+    "log_speckle_excess_kurtosis",
     "debias_log",
     "local_stats",
     "enl",
@@ -330,6 +332,33 @@ def log_speckle_var(looks: float, db: bool = False) -> float:
     L = _check_looks(looks)
     value = float(torch.special.polygamma(1, torch.tensor(L, dtype=torch.float64)))
     return value * DB_PER_NEPER**2 if db else value
+
+
+def log_speckle_skewness(looks: float) -> float:
+    r"""Skewness of the log of Gamma(L, 1/L) speckle: :math:`\psi''(L) / \psi'(L)^{3/2}`.
+
+    The cumulants of :math:`\ln s` are :math:`\kappa_n = \psi^{(n-1)}(L)` (polygamma
+    functions; the shift by :math:`-\ln L` changes only the mean), so the skewness is
+    :math:`\kappa_3/\kappa_2^{3/2}`: always negative (a long tail towards dark values), 0
+    only in the limit of many looks. The same in dB (a scale factor cancels).
+    :math:`L=1`: :math:`-2\zeta(3)/(\pi^2/6)^{3/2} = -1.1395`; a Gaussian has 0.
+    Reference: Xie, Pierce, Ulaby 2002.
+    """
+    L = torch.tensor(_check_looks(looks), dtype=torch.float64)
+    k2, k3 = (float(torch.special.polygamma(n, L)) for n in (1, 2))
+    return k3 / k2**1.5
+
+
+def log_speckle_excess_kurtosis(looks: float) -> float:
+    r"""Excess kurtosis of the log of Gamma(L, 1/L) speckle: :math:`\psi^{(3)}(L)/\psi'(L)^2`.
+
+    :math:`\kappa_4/\kappa_2^2` with the cumulants of :func:`log_speckle_skewness`; 0 for a
+    Gaussian, 2.4 for one look (:math:`6\zeta(4)/(\pi^2/6)^2 = 12/5`): heavier tails than
+    a Gaussian of the same variance.
+    """
+    L = torch.tensor(_check_looks(looks), dtype=torch.float64)
+    k2, k4 = (float(torch.special.polygamma(n, L)) for n in (1, 3))
+    return k4 / k2**2
 
 
 def debias_log(log_x: torch.Tensor, looks: float, db: bool = False) -> torch.Tensor:

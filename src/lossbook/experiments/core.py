@@ -353,14 +353,14 @@ def ms_ssim_train_kwargs(sizes: dict) -> dict:
 
 
 def mix_l1_sigma(sizes: dict) -> float:
-    """Width (pixels) of the Gaussian that weights the L1 term of the Mix loss.
+    """Width (pixels) of the Gaussian that weights the L1 term of an experiment's Mix loss.
 
-    Zhao et al. weight L1 with the Gaussian of MS-SSIM's coarsest scale. Our training
-    MS-SSIM's coarsest scale sees the 1.5-pixel window through ``2 ** (scales - 1)``
-    decimations, i.e. a Gaussian of ``1.5 * 2 ** (scales - 1)`` pixels (6 for 3 scales);
-    it is capped so that its ``2 ceil(3 sigma) + 1`` window fits in a training patch.
+    :func:`lossbook.losses.mix_l1_sigma` of the *training* MS-SSIM's
+    ``ms_ssim_train_scales`` scales (the width of its coarsest scale: 6 pixels for 3
+    scales), capped so that its ``2 ceil(3 sigma) + 1`` window fits in a training patch
+    (the cap binds only at the ``smoke`` budget's small patches).
     """
-    natural = 1.5 * 2 ** (sizes["ms_ssim_train_scales"] - 1)
+    natural = L.mix_l1_sigma(sizes["ms_ssim_train_scales"])
     return min(natural, ((sizes["patch_size"] - 1) // 2) / 3)
 
 

@@ -6,7 +6,13 @@ scalar (``reduction="mean"``) or one value per image (``reduction="none"``); the
 """
 
 from .adversarial import GAN_KINDS, discriminator_loss, generator_loss, r1_penalty
-from .combined import CombinedLoss, MixLoss, UncertaintyWeightedLoss, gaussian_weighted_l1
+from .combined import (
+    CombinedLoss,
+    MixLoss,
+    UncertaintyWeightedLoss,
+    gaussian_weighted_l1,
+    mix_l1_sigma,
+)
 from .gradient import (
     GradientLoss,
     LaplacianLoss,
@@ -67,6 +73,7 @@ __all__ = [
     "MixLoss",
     "UncertaintyWeightedLoss",
     "gaussian_weighted_l1",
+    "mix_l1_sigma",
     "sobel",
     "laplacian",
     "gradient_loss",

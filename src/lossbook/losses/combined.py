@@ -36,7 +36,9 @@ from .._validate import (
 )
 from .structural import MS_SSIM_WEIGHTS, gaussian_window, ms_ssim
 
-__all__ = ["CombinedLoss", "MixLoss", "UncertaintyWeightedLoss", "gaussian_weighted_l1"]
+__all__ = [
+    "CombinedLoss", "MixLoss", "UncertaintyWeightedLoss", "gaussian_weighted_l1", "mix_l1_sigma",
+]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], object]
 
@@ -131,6 +133,39 @@ class CombinedLoss(nn.Module):
         return ", ".join(f"{n}: {w:g}" for n, w in self.weights.items())
 
 
+def mix_l1_sigma(scales: int = 5, sigma: float = 1.5) -> float:
+    r"""Width (pixels) of the Gaussian that weights the L1 term of the Mix loss.
+
+    Zhao et al. (2017) weight the L1 error with :math:`G_{\sigma_G^M}`, the Gaussian of
+    MS-SSIM's *coarsest* scale, so that both terms see the errors with the same spatial
+    weighting. In their own MS-SSIM the scales are Gaussians of growing width at full
+    resolution (:math:`\sigma = 0.5, 1, 2, 4, 8`), hence their :math:`\sigma_G^M = 8`. In
+    Wang et al.'s (2003) MS-SSIM, which this package uses, every scale applies the same
+    ``sigma``-pixel window to an image decimated by 2 per scale, so the coarsest of
+    ``scales`` scales weights the original pixels with a Gaussian about
+
+    .. math:: \sigma_G^M = \sigma \cdot 2^{M - 1}
+
+    pixels wide: 24 for the standard five scales, 6 for three. This one rule is used
+    wherever the book builds a Mix loss (Chapters 3, 7 and 9).
+
+    Parameters
+    ----------
+    scales : int
+        Number of MS-SSIM scales :math:`M` (default 5).
+    sigma : float
+        Standard deviation of the MS-SSIM window (default 1.5).
+
+    Returns
+    -------
+    float
+    """
+    if isinstance(scales, bool) or not isinstance(scales, int) or scales < 1:
+        raise ValueError(f"scales must be a positive integer (MS-SSIM scales); got {scales!r}.")
+    sigma = check_number(sigma, "sigma", positive=True, meaning="pixels, e.g. 1.5")
+    return sigma * 2 ** (scales - 1)
+
+
 def gaussian_weighted_l1(
     x: torch.Tensor, y: torch.Tensor, *, sigma: float = 8.0, reduction: str = "mean"
 ) -> torch.Tensor:
@@ -199,9 +234,11 @@ class MixLoss(nn.Module):
         heavily; we follow the paper.)
     data_range : float
         Passed to :func:`~lossbook.losses.ms_ssim`. Default 1.0.
-    l1_sigma : float
-        :math:`\sigma` of the L1 weighting (:func:`gaussian_weighted_l1`); default 8.0, the
-        coarsest-scale Gaussian of the paper's five-scale MS-SSIM.
+    l1_sigma : float or None
+        :math:`\sigma` of the L1 weighting (:func:`gaussian_weighted_l1`). Default
+        ``None``: the width of the coarsest scale of the MS-SSIM this loss uses,
+        :func:`mix_l1_sigma` of its number of scales and window sigma (24 pixels for the
+        standard five scales; Zhao et al.'s own MS-SSIM gives 8, see there).
     reduction : {"mean", "none"}
     **ms_ssim_kwargs
         Further keywords of :func:`~lossbook.losses.ms_ssim` (``win_size``, ``sigma``,
@@ -220,7 +257,7 @@ class MixLoss(nn.Module):
         alpha: float = 0.84,
         *,
         data_range: float = 1.0,
-        l1_sigma: float = 8.0,
+        l1_sigma: float | None = None,
         reduction: str = "mean",
         **ms_ssim_kwargs: object,
     ) -> None:
@@ -232,11 +269,14 @@ class MixLoss(nn.Module):
             )
         self.alpha = float(alpha)
         self.data_range = check_data_range(data_range)
-        self.l1_sigma = check_number(l1_sigma, "l1_sigma", positive=True,
-                                     meaning="pixels, e.g. 8.0")
         self.reduction = check_reduction(reduction)
         self.ms_ssim_kwargs = dict(ms_ssim_kwargs)
         self.ms_ssim_kwargs.setdefault("weights", MS_SSIM_WEIGHTS)
+        if l1_sigma is None:
+            l1_sigma = mix_l1_sigma(len(self.ms_ssim_kwargs["weights"]),
+                                    float(self.ms_ssim_kwargs.get("sigma", 1.5)))
+        self.l1_sigma = check_number(l1_sigma, "l1_sigma", positive=True,
+                                     meaning="pixels, e.g. 6.0")
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         ms = ms_ssim(x, y, data_range=self.data_range, reduction="none", **self.ms_ssim_kwargs)
