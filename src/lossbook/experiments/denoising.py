@@ -7,6 +7,21 @@ not patches) against the noisy input, a Gaussian filter and scikit-image's
 Gallo, Frosio and Kautz (2017): does the loss matter, and does a network trained with
 L1 beat one trained with L2 even on PSNR?
 
+Seeds. Each learned method is trained ``seeds`` times (one at the ``smoke`` and ``cpu``
+budgets, three at ``gpu``); seed ``s`` sets the initial weights
+(:func:`make_denoiser`) and the training batches (``fit(seed=s)``), and is the same for
+every loss, so seed ``s`` of L1 and seed ``s`` of L2 start alike and see the same
+batches. A learned method's row reports the **mean over seeds** of each metric (its
+``psnr_per_image`` and ``ssim_per_image``, used by the paired bootstrap, are the
+per-image scores averaged over seeds); with more than one seed it also holds the
+per-seed values (``psnr_per_seed`` ...), their standard deviation (``psnr_seed_sd`` ...)
+and the per-image scores of every seed (``psnr_per_image_per_seed`` ...);
+``final_loss``, ``train_seconds`` and ``images_per_second`` are means over the seeds'
+training runs too. A training ``callback`` is called with the method's name for every
+seed (its step count restarts at each seed). Seed 0 is the single-seed run exactly,
+with the same checkpoint names (``l1.pt``); seeds 1, 2 add ``_seed1``, ``_seed2``.
+Figures, curves, ``RunResult.models`` and ``RunResult.outputs`` are those of seed 0.
+
     python -m lossbook run denoise-losses --budget cpu --out runs
 """
 
@@ -57,6 +72,8 @@ __all__ = [
     "denoise_curves_figure",
     "denoise_crops_figure",
     "make_denoiser",
+    "denoise_seeds",
+    "denoise_checkpoint_name",
     "denoise_loss",
     "available_denoise_losses",
     "denoise_test_pairs",
@@ -78,17 +95,18 @@ DENOISE_SIZES: dict[str, dict] = {
     "smoke": dict(sigma=25.0, train_size=96, patch_size=32, batch_size=8, steps=16,
                   depth=4, width=16, batch_norm=False, lr=1e-3, test_size=176, n_test=2, n_tune=2,
                   tune_points=3, val_crop=48, log_every=4, ms_ssim_train_win=7,
-                  ms_ssim_train_scales=3),
+                  ms_ssim_train_scales=3, seeds=1),
     "cpu": dict(sigma=25.0, train_size=256, patch_size=40, batch_size=16, steps=1000,
                 depth=7, width=32, batch_norm=False, lr=2e-3, test_size=256, n_test=4, n_tune=4,
                 tune_points=7, val_crop=64, log_every=10, ms_ssim_train_win=7,
-                ms_ssim_train_scales=3),
+                ms_ssim_train_scales=3, seeds=1),
     # gpu: not yet timed on a GPU; about 0.3 TFLOP per step (DnCNN-17, 32 x 48^2), so
-    # 2000 steps x 8 losses should take roughly ten to twenty minutes on a Colab T4.
+    # 2000 steps x 8 losses should take roughly ten to twenty minutes on a Colab T4 per
+    # seed, so about three times that for the three seeds.
     "gpu": dict(sigma=25.0, train_size=300, patch_size=48, batch_size=32, steps=2000,
                 depth=17, width=64, batch_norm=False, lr=1e-3, test_size=300, n_test=4, n_tune=6,
                 tune_points=11, val_crop=128, log_every=25, ms_ssim_train_win=11,
-                ms_ssim_train_scales=3),
+                ms_ssim_train_scales=3, seeds=3),
 }
 """Sizes of ``denoise-losses`` per budget: ``steps`` optimiser steps of Adam (learning
 rate ``lr``, cosine decay) on ``batch_size`` random ``patch_size`` patches of the
@@ -98,7 +116,10 @@ choice, was 1.8 dB worse on the test images: it pays off only with long training
 MS-SSIM *training* loss uses ``ms_ssim_train_scales`` scales (weights
 ``MS_SSIM_WEIGHTS[:scales]``, renormalised to sum to 1) and a ``ms_ssim_train_win``
 window, because patches are far smaller than the 161 px that five scales need.
-Evaluation always uses the standard 5-scale MS-SSIM."""
+Evaluation always uses the standard 5-scale MS-SSIM. Each learned method is trained
+``seeds`` times (seeds ``0 .. seeds - 1``: initial weights and batches; 1 at ``smoke``
+and ``cpu``, 3 at ``gpu``) and its row is the mean over seeds; seed 0 alone is the
+single-seed run. A sizes dict without ``seeds`` means one seed."""
 
 # Weights of the combined losses (fixed, stated here and in Chapter 7).
 MIX_ALPHA = 0.84  # Zhao et al. 2017's alpha: 0.84 (1 - MS-SSIM) + 0.16 G*L1
@@ -229,6 +250,56 @@ def make_denoiser(sizes: dict, seed: int = 0) -> DnCNN:
                      batch_norm=sizes["batch_norm"])
 
 
+def denoise_seeds(sizes: dict) -> int:
+    """How many seeds each learned method is trained with (``sizes["seeds"]``, default 1)."""
+    n = int(sizes.get("seeds", 1))
+    if n < 1:
+        raise ValueError(f"sizes['seeds'] must be at least 1; got {n}.")
+    return n
+
+
+def denoise_checkpoint_name(method: str, seed: int = 0) -> str:
+    """The checkpoint file of ``method`` trained with ``seed``: ``l1.pt`` for seed 0 (the
+    name a single-seed run has always used), ``l1_seed1.pt`` for seed 1, ..."""
+    return f"{slug(method)}.pt" if seed == 0 else f"{slug(method)}_seed{seed}.pt"
+
+
+def _mean_over_seeds(evals: list[dict]) -> dict:
+    """One :func:`evaluate` result from one per seed: means over seeds of every metric and
+    of every per-image value; the outputs are seed 0's. With one seed: that seed's."""
+    if len(evals) == 1:
+        return evals[0]
+    out: dict = {m: float(np.mean([e[m] for e in evals])) for m in METRICS}
+    out["per_image"] = {m: np.mean([e["per_image"][m] for e in evals], axis=0).tolist()
+                        for m in METRICS}
+    out["outputs"] = evals[0]["outputs"]
+    return out
+
+
+def _seed_spread(evals: list[dict]) -> dict:
+    """Per-seed values, their sample standard deviation (``ddof=1``) and per-seed per-image
+    scores, for a method trained with more than one seed (nothing for one seed)."""
+    if len(evals) < 2:
+        return {}
+    out: dict = {}
+    for m in METRICS:
+        values = [float(e[m]) for e in evals]
+        out[f"{m}_per_seed"] = values
+        out[f"{m}_seed_sd"] = float(np.std(values, ddof=1))
+    for m in ("psnr", "ssim"):
+        out[f"{m}_per_image_per_seed"] = [list(e["per_image"][m]) for e in evals]
+    return out
+
+
+def _seeds_note(n: int) -> str:
+    if n == 1:
+        return "Learned methods: one training run each (seed 0)."
+    return (f"Learned methods: the mean over {n} training seeds (0 to {n - 1}; a seed sets "
+            "the initial weights and the training batches); per-seed values in "
+            "*_per_seed, their standard deviation in *_seed_sd. Per-image values are "
+            "averaged over the seeds; crops and curves show seed 0.")
+
+
 def _run_denoise_losses(sizes: dict, *, workdir: Path, device: torch.device,
                         progress: bool = True, callback: Callable | None = None,
                         methods: Sequence[str] | None = None) -> RunResult:
@@ -263,25 +334,33 @@ def _run_denoise_losses(sizes: dict, *, workdir: Path, device: torch.device,
             evaluate(lambda x: tv_chambolle(x, tv_w), pairs, return_outputs=True),
             parameter=tv_w)
 
+    n_seeds = denoise_seeds(sizes)
     for method in methods_ok:
-        model = make_denoiser(sizes)
-        if torch.device(device).type == "cpu":
-            # same weights and arithmetic, channels-last memory: PyTorch's CPU (oneDNN)
-            # convolutions are 15-20 % faster per training step in that layout
-            model = model.to(memory_format=torch.channels_last)
-        cb = None if callback is None else functools.partial(callback, method)
-        h = fit(model, denoise_loss(method, sizes), sampler, steps=sizes["steps"],
-                batch_size=sizes["batch_size"], lr=sizes["lr"], lr_schedule="cosine",
-                device=device,
-                val_data=val, log_every=sizes["log_every"],
-                checkpoint=workdir / f"{slug(method)}.pt", seed=0, callback=cb,
-                progress=progress)
-        histories[method], models[method] = h, model
-        add_row(method, "learned", evaluate(model, pairs, device=device, return_outputs=True),
-                final_loss=h.final_loss, train_seconds=h.seconds,
-                images_per_second=h.images_per_second)
-        curves[method] = {"step": h.step, "loss": h.loss, "components": h.components,
-                          "val_step": h.val_step, "val_psnr": h.val.get("psnr", [])}
+        evals, hists = [], []
+        for seed in range(n_seeds):
+            model = make_denoiser(sizes, seed=seed)
+            if torch.device(device).type == "cpu":
+                # same weights and arithmetic, channels-last memory: PyTorch's CPU (oneDNN)
+                # convolutions are 15-20 % faster per training step in that layout
+                model = model.to(memory_format=torch.channels_last)
+            cb = None if callback is None else functools.partial(callback, method)
+            h = fit(model, denoise_loss(method, sizes), sampler, steps=sizes["steps"],
+                    batch_size=sizes["batch_size"], lr=sizes["lr"], lr_schedule="cosine",
+                    device=device,
+                    val_data=val, log_every=sizes["log_every"],
+                    checkpoint=workdir / denoise_checkpoint_name(method, seed), seed=seed,
+                    callback=cb, progress=progress)
+            evals.append(evaluate(model, pairs, device=device, return_outputs=True))
+            hists.append(h)
+            if seed == 0:  # models, histories, outputs, curves and figures: seed 0's
+                histories[method], models[method] = h, model
+                curves[method] = {"step": h.step, "loss": h.loss, "components": h.components,
+                                  "val_step": h.val_step, "val_psnr": h.val.get("psnr", [])}
+        add_row(method, "learned", _mean_over_seeds(evals),
+                final_loss=float(np.mean([h.final_loss for h in hists])),
+                train_seconds=float(np.mean([h.seconds for h in hists])),
+                images_per_second=float(np.mean([h.images_per_second for h in hists])),
+                **_seed_spread(evals))
 
     payload = {
         "methods": list(methods_ok),
@@ -294,7 +373,9 @@ def _run_denoise_losses(sizes: dict, *, workdir: Path, device: torch.device,
                   f"{sizes['test_size']} test images, outputs clipped to [0, 1]; each value is "
                   "the mean over images of the per-image metric (PSNR: mean of per-image "
                   "PSNR). MS-SSIM: 5 scales, 11x11 Gaussian window. Validation curves: "
-                  f"PSNR on {c}x{c} centre crops of the noisy test images."),
+                  f"PSNR on {c}x{c} centre crops of the noisy test images. "
+                  + _seeds_note(n_seeds)),
+        "seeds": n_seeds,
         "results": rows,
         "curves": curves,
     }
@@ -311,6 +392,12 @@ def denoise_findings(result: RunResult | dict) -> list[str]:
     against tuned TV-Chambolle, L1 against L2 on PSNR, and the best learned method on SSIM
     against the Mix loss of Zhao et al. 2017. Rows without per-image values (results
     written by older versions) fall back to the means.
+
+    With several training seeds (rows with ``psnr_per_seed`` ...) the intervals are over
+    test images on the seed-averaged per-image scores, and each comparison also prints
+    the across-seed spread of the compared methods (range, standard deviation and the
+    difference seed by seed), so that seed variation is read next to the image bootstrap;
+    with one seed nothing is added.
     """
     p = result.payload if isinstance(result, RunResult) else result
     rows = {r["method"]: r for r in p["results"]}
@@ -322,15 +409,46 @@ def denoise_findings(result: RunResult | dict) -> list[str]:
     if not learned:
         return out + ["No learned method ran."]
 
+    n_seeds = max((len(rows[m].get("psnr_per_seed", [0])) for m in learned), default=1)
+    if n_seeds > 1:
+        out.append(
+            f"Each learned row is the mean over {n_seeds} training seeds (initial weights "
+            "and batches). The intervals below are over test images, on per-image scores "
+            "averaged over the seeds, so they do not contain the seed-to-seed variation; "
+            "that is printed next to each comparison (per-seed range, standard deviation, "
+            "and the difference seed by seed: seed s of both methods starts from the same "
+            "weights and sees the same batches).")
+
     def compare(a: str, b: str, metric: str, label: str, unit: str) -> str:
         per = f"{metric}_per_image"
         if per in rows[a] and per in rows[b]:
             (c,) = compare_methods({a: rows[a][per], b: rows[b][per]}, metric=label,
                                    unit=unit, digits=2 if unit else 4)
-            return c["sentence"]
+            return c["sentence"] + seed_spread(a, b, metric, unit)
         d = rows[a][metric] - rows[b][metric]
         return (f"{a} minus {b} on {label}: {d:+.4g} on the mean (no per-image values "
-                "stored, so no interval).")
+                "stored, so no interval)." + seed_spread(a, b, metric, unit))
+
+    def seed_spread(a: str, b: str, metric: str, unit: str) -> str:
+        """Across-seed spread of ``a`` and ``b`` (empty unless one of them has seeds)."""
+        key = f"{metric}_per_seed"
+        if key not in rows[a] and key not in rows[b]:
+            return ""
+        digits, u = (2, f" {unit}") if unit else (4, "")
+        parts = []
+        for m in (a, b):
+            if key in rows[m]:
+                v = rows[m][key]
+                sd = rows[m].get(f"{metric}_seed_sd", float(np.std(v, ddof=1)))
+                parts.append(f"{m} {min(v):.{digits}f} to {max(v):.{digits}f}{u} "
+                             f"(sd {sd:.{digits}f})")
+            else:
+                parts.append(f"{m} does not depend on the seed")
+        va = rows[a].get(key, [rows[a][metric]] * n_seeds)
+        vb = rows[b].get(key, [rows[b][metric]] * n_seeds)
+        diffs = ", ".join(f"{x - y:+.{digits}f}" for x, y in zip(va, vb, strict=False))
+        return (f" Across {n_seeds} seeds: " + "; ".join(parts)
+                + f"; {a} minus {b} seed by seed: {diffs}{u}.")
 
     tv = rows["TV (Chambolle)"]["psnr"]
     best = max(learned, key=lambda m: rows[m]["psnr"])
@@ -363,7 +481,8 @@ def denoise_findings(result: RunResult | dict) -> list[str]:
 
 
 def denoise_curves_figure(result: RunResult):
-    """Validation PSNR of every loss against the step, and each training loss."""
+    """Validation PSNR of every loss against the step, and each training loss (of seed 0
+    when the methods were trained with several seeds)."""
     import matplotlib.pyplot as plt
 
     from ..viz import plot_curves
@@ -391,7 +510,12 @@ def denoise_curves_figure(result: RunResult):
 
 def denoise_crops_figure(result: RunResult, image: int = 0, methods: Sequence[str] | None = None,
                          crop: tuple[slice, slice] | None = None):
-    """Zoomed crops of one test image: clean, noisy, baselines and each learned method."""
+    """Zoomed crops of one test image: clean, noisy, baselines and each learned method.
+
+    With several training seeds the learned methods' crops (and the PSNR in their titles)
+    are those of seed 0, the network in ``result.models``; the table's rows are means over
+    the seeds.
+    """
     from ..viz import show_images
 
     noisy, clean = result.pairs
@@ -403,11 +527,18 @@ def denoise_crops_figure(result: RunResult, image: int = 0, methods: Sequence[st
                 slice(side // 2 - k // 2, side // 2 + k // 2))
     images = [clean[image], noisy[image].clamp(0, 1)] + [result.outputs[m][image]
                                                          for m in methods]
-    titles = ["clean", f"noisy\n{result.row('noisy input')['psnr_per_image'][image]:.2f} dB"]
-    titles += [f"{m}\n{result.row(m)['psnr_per_image'][image]:.2f} dB" for m in methods]
+
+    def seed0_psnr(m: str) -> float:  # the PSNR of the image shown: seed 0's
+        r = result.row(m)
+        return r.get("psnr_per_image_per_seed", [r["psnr_per_image"]])[0][image]
+
+    titles = ["clean", f"noisy\n{seed0_psnr('noisy input'):.2f} dB"]
+    titles += [f"{m}\n{seed0_psnr(m):.2f} dB" for m in methods]
     name = result.payload.get("test_images", ["?"] * (image + 1))[image]
+    seeds = result.payload.get("seeds", 1)
     return show_images(images, titles, crop=crop, ncols=min(6, len(images)), size=2.0,
-                       suptitle=f"Zoomed crop of test image '{name}' (PSNR of the full image)")
+                       suptitle=f"Zoomed crop of test image '{name}' (PSNR of the full image"
+                       + (f"; learned methods: seed 0 of {seeds})" if seeds > 1 else ")"))
 
 
 EXPERIMENT = register(Experiment(
