@@ -246,7 +246,8 @@ def test_despeckle_registry_and_sizes():
     for name, sizes in DESPECKLE_SIZES.items():
         assert sizes["test_size"] == BUDGETS[name].image_size  # the chapter's image size
     assert DESPECKLE_METHODS == ("MSE (linear)", "MSE+SSIM (linear)", "MSE+TV (linear)",
-                                 "MSE (dB)", "MSE+SSIM (dB)", "MSE+TV (dB)")
+                                 "MSE+ENL (linear)", "MSE (dB)", "MSE+SSIM (dB)",
+                                 "MSE+TV (dB)", "MSE+ENL (dB)")
 
 
 def test_despeckle_losses():
@@ -259,11 +260,65 @@ def test_despeckle_losses():
     assert despeckle_loss("MSE")(p, t) == L.mse(p, t)
     torch.testing.assert_close(despeckle_loss("MSE+SSIM")(p, t),
                                L.mse(p, t) + 0.01 * (1 - L.ssim(p, t)))
-    torch.testing.assert_close(despeckle_loss("MSE+TV")(p, t),
-                               L.mse(p, t) + 0.002 * L.total_variation(p, "isotropic",
-                                                                       eps=1e-3))
+    # ID-CNN: mean squared error + 0.002 x isotropic TV *summed* over each image's pixels
+    # (forward differences, zero past the last row / column, eps = 1e-3 as in our TV)
+    dx = torch.nn.functional.pad(p[..., :, 1:] - p[..., :, :-1], (0, 1, 0, 0))
+    dy = torch.nn.functional.pad(p[..., 1:, :] - p[..., :-1, :], (0, 0, 0, 1))
+    tv_sum = (torch.sqrt(dx**2 + dy**2 + 1e-6) - 1e-3).flatten(1).sum(1).mean()
+    torch.testing.assert_close(despeckle_loss("MSE+TV")(p, t), L.mse(p, t) + 0.002 * tv_sum)
+    # ... which is 0.002 * H * W times our pixel-averaged TV
+    from lossbook.experiments import despeckle_tv_weight
+    torch.testing.assert_close(despeckle_loss("MSE+TV")(p, t), L.mse(p, t) + despeckle_tv_weight(
+        32, 32) * L.total_variation(p, "isotropic", eps=1e-3))
     with pytest.raises(ValueError, match="unknown loss 'L1'"):
         despeckle_loss("L1")
+    with pytest.raises(ValueError, match="needs a positive enl_weight"):
+        despeckle_loss("MSE+ENL")
+
+
+def test_despeckle_enl_term_and_its_weight():
+    """Reference: sar.enl_loss on the patches that have flat pixels, written out."""
+    from lossbook import sar
+    from lossbook.experiments import (
+        DESPECKLE_SIZES,
+        DESPECKLE_TARGET_ENL,
+        despeckle_enl_term,
+        despeckle_enl_weight,
+        despeckle_loss,
+    )
+
+    g = torch.Generator().manual_seed(1)
+    clean = torch.full((3, 1, 32, 32), 0.4)
+    clean[1] = torch.rand(1, 32, 32, generator=g)  # textured: no flat pixels
+    clean[2, :, :, 16:] = 0.8
+    noisy = sar.add_speckle(clean, 1, g)
+    mask = sar.homogeneous_mask(clean, max_cv=0.02, size=7) & (clean > 0.05)
+    keep = [0, 2]
+    want = sar.enl_loss(noisy[keep], DESPECKLE_TARGET_ENL, mask[keep], size=15)
+    torch.testing.assert_close(despeckle_enl_term(noisy, clean), want)
+    # the dB domain converts both sides back to intensities first
+    t_db, n_db = sar.to_unit_db(clean), sar.to_unit_db(noisy)
+    torch.testing.assert_close(despeckle_enl_term(n_db, t_db, domain="dB"),
+                               sar.enl_loss(sar.from_unit_db(n_db)[keep], DESPECKLE_TARGET_ENL,
+                                            mask[keep], size=15), rtol=1e-4, atol=1e-6)
+    # speckle far below the target ENL is penalised, a flat output at the target is not
+    assert float(want) > 10
+    x = noisy.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(despeckle_enl_term(x, clean), x)
+    assert torch.isfinite(grad).all() and grad[1].abs().sum() == 0 and grad[0].abs().sum() > 0
+    # a batch without flat pixels gives 0 and a zero gradient, not an error
+    x = noisy[1:2].clone().requires_grad_(True)
+    zero = despeckle_enl_term(x, clean[1:2])
+    assert float(zero.detach()) == 0.0
+    zero.backward()
+    assert x.grad is not None and x.grad.abs().sum() == 0
+    loss = despeckle_loss("MSE+ENL", enl_weight=0.5)
+    torch.testing.assert_close(loss(noisy, clean), L.mse(noisy, clean) + 0.5 * want)
+    # the weight balances the two gradients on the balance batch (3 significant digits)
+    sizes = DESPECKLE_SIZES["smoke"]
+    for domain in ("linear", "dB"):
+        w = despeckle_enl_weight(sizes, domain)
+        assert w > 0 and float(f"{w:.3g}") == w
 
 
 def test_despeckle_scores_match_scikit_image():

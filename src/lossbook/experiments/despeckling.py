@@ -1,11 +1,12 @@
 """Experiment ``despeckle-domains`` (Chapter 6): despeckling in the linear and the dB domain.
 
 One DnCNN trained on single-look SAR speckle in two domains (linear intensity, and dB
-images rescaled by :func:`lossbook.sar.to_unit_db`) with three losses (MSE, MSE + SSIM,
-MSE + TV as in ID-CNN), against the Lee filter; scored on held-out test images with PSNR
-and SSIM of the intensity image, the PSNR of the dB image (``psnr_db``) and the ENL on
-flat regions (``enl``). Chapter 6's question: in which domain should a despeckler be
-trained, and with which loss?
+images rescaled by :func:`lossbook.sar.to_unit_db`) with four losses (MSE, MSE + SSIM,
+MSE + TV with ID-CNN's weight translated to our normalisation, and MSE + an ENL-aware
+term), against the Lee filter; scored on held-out test images with PSNR and SSIM of the
+intensity image, the PSNR of the dB image (``psnr_db``) and the ENL on flat regions
+(``enl``). Chapter 6's question: in which domain should a despeckler be trained, and with
+which loss?
 
     python -m lossbook run despeckle-domains --budget cpu --out runs
 """
@@ -38,6 +39,10 @@ __all__ = [
     "DESPECKLE_DOMAINS",
     "DESPECKLE_SSIM_WEIGHT",
     "DESPECKLE_TV_WEIGHT",
+    "DESPECKLE_TARGET_ENL",
+    "despeckle_tv_weight",
+    "despeckle_enl_term",
+    "despeckle_enl_weight",
     "despeckle_sizes",
     "despeckle_loss",
     "make_despeckler",
@@ -49,22 +54,22 @@ __all__ = [
     "despeckle_crops_figure",
 ]
 
-DESPECKLE_LOSSES: tuple[str, ...] = ("MSE", "MSE+SSIM", "MSE+TV")
-"""The three training losses of ``despeckle-domains``, on the output in its domain."""
+DESPECKLE_LOSSES: tuple[str, ...] = ("MSE", "MSE+SSIM", "MSE+TV", "MSE+ENL")
+"""The four training losses of ``despeckle-domains``, on the output in its domain."""
 
 DESPECKLE_DOMAINS: tuple[str, ...] = ("linear", "dB")
 """Where the network works: intensities, or dB images scaled by :func:`sar.to_unit_db`."""
 
 DESPECKLE_METHODS: tuple[str, ...] = tuple(
     f"{loss} ({domain})" for domain in DESPECKLE_DOMAINS for loss in DESPECKLE_LOSSES)
-"""The six learned methods of ``despeckle-domains``, in table order."""
+"""The eight learned methods of ``despeckle-domains``, in table order."""
 
 DESPECKLE_SIZES: dict[str, dict] = {
     "smoke": dict(looks=1, floor_db=-30.0, steps=10, batch_size=8, patch_size=32, depth=3,
                   width=16, batch_norm=True, lr=1e-3, train_size=96, test_size=64, n_test=2,
                   lee_size=7),
     "cpu": dict(looks=1, floor_db=-30.0, steps=500, batch_size=16, patch_size=32, depth=5,
-                width=24, batch_norm=True, lr=1e-3, train_size=128, test_size=128, n_test=3,
+                width=24, batch_norm=True, lr=1e-3, train_size=128, test_size=128, n_test=4,
                 lee_size=7),
     "gpu": dict(looks=1, floor_db=-30.0, steps=3000, batch_size=64, patch_size=64, depth=17,
                 width=64, batch_norm=True, lr=1e-3, train_size=256, test_size=256, n_test=4,
@@ -77,7 +82,52 @@ rate ``lr``) on ``batch_size`` random ``patch_size`` patches of the training ima
 ``image_size``); dB images floored at ``floor_db``; a ``lee_size`` Lee filter."""
 
 DESPECKLE_SSIM_WEIGHT = 0.01  # MSE + 0.01 (1 - SSIM)
-DESPECKLE_TV_WEIGHT = 0.002  # MSE + 0.002 TV: ID-CNN's weight, isotropic TV averaged over pixels
+DESPECKLE_TV_WEIGHT = 0.002
+r"""ID-CNN's :math:`\lambda_{TV}` (Wang, Zhang, Patel 2017). Their Euclidean loss is a mean
+over the :math:`W \times H` pixels but their TV a *sum* over them, so on our
+pixel-averaged TV the same balance is :math:`0.002\,HW` (:func:`despeckle_tv_weight`),
+for images on the same intensity scale (we use [0, 1])."""
+
+DESPECKLE_TARGET_ENL = 100.0
+"""Target ENL of the ENL-aware term: the ENL of a 100-look average (residual speckle of
+10 % standard deviation) on flat regions; see :func:`despeckle_enl_term`."""
+
+_ENL_WINDOW = 15  # window of the ENL-aware term's local statistics
+_ENL_MIN_PIXELS = 32  # flat pixels a training patch needs to enter the ENL-aware term
+
+
+def despeckle_tv_weight(height: int, width: int) -> float:
+    """ID-CNN's TV weight on a pixel-averaged TV for ``height`` x ``width`` images:
+    ``DESPECKLE_TV_WEIGHT * height * width`` (2.048 for 32 x 32 training patches)."""
+    return DESPECKLE_TV_WEIGHT * height * width
+
+
+def _intensity(t: torch.Tensor, domain: str, floor_db: float) -> torch.Tensor:
+    return t if domain == "linear" else sar.from_unit_db(t, floor_db)
+
+
+def despeckle_enl_term(p: torch.Tensor, t: torch.Tensor, *, domain: str = "linear",
+                       floor_db: float = -30.0) -> torch.Tensor:
+    r"""The ENL-aware term: :func:`lossbook.sar.enl_loss` of the output on the target's flat pixels.
+
+    With :math:`x` the output and :math:`y` the clean target, both as intensities
+    (converted from the dB scale when ``domain="dB"``):
+
+    .. math:: rac{1}{|M|}\sum_{q \in M}igl(\ln \mathrm{ENL}_x(q) -
+              \ln \mathrm{ENL}^\starigr)^2, \qquad \mathrm{ENL}^\star = 100,
+
+    over the pixels :math:`M` where the clean patch is flat (local
+    :math:`\sigma/\mu < 2\,\%`, the chapter's test mask), with local statistics over the
+    masked pixels of 15 x 15 windows. Patches with fewer than 32 flat pixels do not
+    enter; a batch without any gives 0 (with a gradient of zeros). Negative linear
+    outputs count as 0.
+    """
+    x = _intensity(p, domain, floor_db).clamp_min(0)
+    mask = _flat_mask(_intensity(t, domain, floor_db))
+    keep = mask.flatten(1).sum(dim=1) >= _ENL_MIN_PIXELS
+    if not bool(keep.any()):
+        return p.sum() * 0.0
+    return sar.enl_loss(x[keep], DESPECKLE_TARGET_ENL, mask[keep], size=_ENL_WINDOW)
 
 
 def despeckle_sizes(budget: str | None = None) -> dict:
@@ -85,22 +135,69 @@ def despeckle_sizes(budget: str | None = None) -> dict:
     return dict(DESPECKLE_SIZES[get_budget(budget).name])
 
 
-def despeckle_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The training loss ``name`` of ``despeckle-domains`` (one of ``DESPECKLE_LOSSES``):
-    ``"MSE"``; ``"MSE+SSIM"``, MSE + 0.01 (1 - SSIM); ``"MSE+TV"``, MSE + 0.002 TV
-    (isotropic TV with eps 1e-3, averaged over pixels: ID-CNN's recipe, Wang, Zhang and
-    Patel 2017). Each is applied to the network's output in the domain it works in."""
+def despeckle_loss(name: str, *, domain: str = "linear", floor_db: float = -30.0,
+                   enl_weight: float | None = None,
+                   ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    r"""The training loss ``name`` of ``despeckle-domains`` (one of ``DESPECKLE_LOSSES``).
+
+    ``"MSE"``; ``"MSE+SSIM"``: MSE + 0.01 (1 - SSIM); ``"MSE+TV"``: ID-CNN's recipe
+    (Wang, Zhang and Patel 2017), the pixel-averaged MSE + 0.002 times the isotropic TV
+    (eps 1e-3) *summed* over each image's pixels, i.e. :math:`0.002\,HW` times our
+    pixel-averaged TV (:func:`despeckle_tv_weight`);
+    ``"MSE+ENL"``: MSE + ``enl_weight`` times :func:`despeckle_enl_term` (required for this
+    loss; the experiment sets it with :func:`despeckle_enl_weight`). Each is applied to the
+    network's output in the ``domain`` it works in.
+    """
+    if domain not in DESPECKLE_DOMAINS:
+        raise ValueError(f"domain must be one of {DESPECKLE_DOMAINS}; got {domain!r}.")
 
     def mse_ssim(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return L.mse(p, t) + DESPECKLE_SSIM_WEIGHT * (1 - L.ssim(p, t))
 
-    def mse_tv(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return L.mse(p, t) + DESPECKLE_TV_WEIGHT * L.total_variation(p, "isotropic", eps=1e-3)
+    def mse_tv(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # TV summed per image
+        tv = L.total_variation(p, "isotropic", "none", eps=1e-3).mean()
+        return L.mse(p, t) + DESPECKLE_TV_WEIGHT * tv
 
-    losses = {"MSE": L.mse, "MSE+SSIM": mse_ssim, "MSE+TV": mse_tv}
+    def mse_enl(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return L.mse(p, t) + enl_weight * despeckle_enl_term(p, t, domain=domain,
+                                                             floor_db=floor_db)
+
+    losses = {"MSE": L.mse, "MSE+SSIM": mse_ssim, "MSE+TV": mse_tv, "MSE+ENL": mse_enl}
     if name not in losses:
         raise ValueError(f"unknown loss {name!r}; choose from {', '.join(losses)}.")
+    if name == "MSE+ENL" and (enl_weight is None or not enl_weight > 0):
+        raise ValueError(f"the MSE+ENL loss needs a positive enl_weight; got {enl_weight!r}. "
+                         "despeckle_enl_weight(sizes, domain) computes the experiment's.")
     return losses[name]
+
+
+def despeckle_enl_weight(sizes: dict, domain: str, sampler: Callable | None = None) -> float:
+    """The ENL-aware term's weight, by gradient balance (Chapter 3's criterion).
+
+    On a fixed batch of training patches (seed 0) and at the speckled input itself (the
+    output of a network that has learned nothing), the weight with which the ENL-aware
+    term's gradient with respect to the output has the norm of the MSE's gradient:
+    ``|grad MSE| / |grad ENL term|``, rounded to 3 significant digits so that the run's
+    fingerprint does not depend on the last bits of the arithmetic.
+    """
+    if sampler is None:
+        train = load_images("train", sizes["train_size"])
+        sampler = PatchSampler(train, functools.partial(sar.add_speckle, looks=sizes["looks"]),
+                               sizes["patch_size"])
+        if domain == "dB":
+            sampler = _UnitDbSampler(sampler, sizes["floor_db"])
+    noisy, target = sampler(max(sizes["batch_size"], 16), torch.Generator().manual_seed(0))
+    noisy, target = noisy.cpu().double(), target.cpu().double()
+    norms = []
+    for term in (L.mse, functools.partial(despeckle_enl_term, domain=domain,
+                                          floor_db=sizes["floor_db"])):
+        x = noisy.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(term(x, target), x)
+        norms.append(float(g.norm()))
+    if not norms[1] > 0:
+        raise RuntimeError("the ENL-aware term has no gradient on the balance batch: no "
+                           "training patch has enough flat pixels. Use larger patches.")
+    return float(f"{norms[0] / norms[1]:.3g}")
 
 
 def make_despeckler(sizes: dict, seed: int = 0) -> DnCNN:
@@ -198,16 +295,21 @@ def _run_despeckle_domains(sizes: dict, *, workdir: Path, device: torch.device,
                           sizes["patch_size"], device=device)  # patches made on the device
     samplers = {"linear": linear, "dB": _UnitDbSampler(linear, floor_db)}
     histories, models, curves, extra = {}, {}, {}, {}
+    enl_weights = {}
     for domain in DESPECKLE_DOMAINS:
         for loss in DESPECKLE_LOSSES:
             method = f"{loss} ({domain})"
             if methods is not None and method not in methods:
                 continue
+            if loss == "MSE+ENL" and domain not in enl_weights:
+                enl_weights[domain] = despeckle_enl_weight(sizes, domain)
             model = make_despeckler(sizes)
             cb = None if callback is None else functools.partial(callback, method)
             # speckled intensities have a long tail with no upper bound: fit's first-batch
             # check keeps refusing NaN/inf, negative values and wrong shapes, not the tail
-            h = fit(model, despeckle_loss(loss), samplers[domain], steps=sizes["steps"],
+            loss_fn = despeckle_loss(loss, domain=domain, floor_db=floor_db,
+                                     enl_weight=enl_weights.get(domain))
+            h = fit(model, loss_fn, samplers[domain], steps=sizes["steps"],
                     batch_size=sizes["batch_size"], lr=sizes["lr"], device=device,
                     target_range=(0, None) if domain == "linear" else "data_range",
                     checkpoint=workdir / f"{slug(method)}.pt", seed=0, callback=cb,
@@ -228,7 +330,11 @@ def _run_despeckle_domains(sizes: dict, *, workdir: Path, device: torch.device,
         "metrics": ["psnr", "ssim", "psnr_db", "enl"],
         "test_images": list(TEST_IMAGES[: sizes["n_test"]]),
         "flat_pixels": flat,
-        "loss_weights": {"mse+ssim": DESPECKLE_SSIM_WEIGHT, "mse+tv": DESPECKLE_TV_WEIGHT},
+        "loss_weights": {"mse+ssim": DESPECKLE_SSIM_WEIGHT,
+                         "mse+tv (ID-CNN, summed TV)": DESPECKLE_TV_WEIGHT,
+                         "mse+tv (our pixel-averaged TV)": despeckle_tv_weight(
+                             sizes["patch_size"], sizes["patch_size"]),
+                         "mse+enl": enl_weights, "target_enl": DESPECKLE_TARGET_ENL},
         "notes": (f"{sizes['n_test']} test images of {sizes['test_size']}x{sizes['test_size']}"
                   f" with {looks}-look speckle. PSNR, SSIM: means of the per-image values "
                   "of the output clipped to [0, 1]; psnr_db: the same on the dB scale "
@@ -288,6 +394,30 @@ def despeckle_findings(result: RunResult | dict) -> list[str]:
         else:  # results written before per-image scores were stored
             line += f" -> {'dB' if b > a else 'linear'} domain higher on the mean"
         out.append(line + ("" if max(a, b) > lee[col] else "; Lee beats both on the mean"))
+    return out + _regulariser_findings(p)
+
+
+def _regulariser_findings(p: dict) -> list[str]:
+    """MSE+TV and MSE+ENL against plain MSE in each domain: ENL reached, and the PSNR
+    difference with its paired bootstrap interval over the test images."""
+    rows = {r["method"]: r for r in p["results"]}
+    out = []
+    for domain in DESPECKLE_DOMAINS:
+        base = rows.get(f"MSE ({domain})")
+        for loss in ("MSE+TV", "MSE+ENL"):
+            r = rows.get(f"{loss} ({domain})")
+            if base is None or r is None or "psnr_per_image" not in r:
+                continue
+            (c,) = compare_methods({r["method"]: r["psnr_per_image"],
+                                    base["method"]: base["psnr_per_image"]},
+                                   metric="PSNR", unit="dB", digits=2)
+            verdict = ("no PSNR difference shown" if c["better"] is None else
+                       f"{'higher' if c['better'] == r['method'] else 'lower'} PSNR")
+            target = (f" (target {DESPECKLE_TARGET_ENL:g})" if loss == "MSE+ENL" else "")
+            out.append(f"{r['method']} vs {base['method']}: ENL on flat pixels {r['enl']:.1f}"
+                       f"{target} vs {base['enl']:.1f}; {verdict} (difference "
+                       f"{c['mean']:+.2f} dB, 95 % interval [{c['low']:+.2f}, "
+                       f"{c['high']:+.2f}] over {c['n']} images)")
     return out
 
 
