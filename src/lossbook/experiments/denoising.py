@@ -124,7 +124,9 @@ single-seed run. A sizes dict without ``seeds`` means one seed."""
 # Weights of the combined losses (fixed, stated here and in Chapter 7).
 MIX_ALPHA = 0.84  # Zhao et al. 2017's alpha: 0.84 (1 - MS-SSIM) + 0.16 G*L1
 SSIM_WEIGHT = 0.01  # MSE + 0.01 (1 - SSIM): the two terms are of similar size near the optimum
-TV_WEIGHT = 0.002  # L2 + 0.002 TV(prediction): ID-CNN's weight (Wang, Zhang, Patel 2017)
+TV_WEIGHT = 0.002  # L2 + 0.002 TV(prediction), our pixel-averaged TV: a light term. ID-CNN's
+# 0.002 (Wang, Zhang, Patel 2017) multiplies a TV summed over the pixels, HW times stronger
+# (see despeckling.despeckle_tv_weight and Chapter 6).
 
 
 def denoise_sizes(budget: str | None = None) -> dict:
