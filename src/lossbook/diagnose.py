@@ -178,17 +178,18 @@ def noise(pred: torch.Tensor, target: torch.Tensor, *, data_range: float = 1.0,
     r"""Noise: high-frequency energy that the prediction has, and the target has not,
     where the target is flat.
 
-    Both images are high-passed with a 3 x 3 box, :math:`h(z) = z - B_3 * z`, and the
+    With :math:`x` the prediction and :math:`y` the target, both are high-passed with a
+    3 x 3 box, :math:`h(u) = u - B_3 * u`, and the
     mean of :math:`h^2` is taken over the ``flat_fraction`` of pixels where the target's
     7 x 7 local standard deviation is lowest. Noise independent of the image adds to the
     prediction's high-passed energy: for white noise of standard deviation
     :math:`\sigma`, :math:`E[h^2]` grows by :math:`\tfrac89\sigma^2`, so
 
-    .. math:: \hat\sigma = \sqrt{\tfrac98\,\max\bigl(0,\ \overline{h(\hat x)^2} -
-              \overline{h(x)^2}\bigr)}
+    .. math:: \hat\sigma = \sqrt{\tfrac98\,\max\bigl(0,\ \overline{h(x)^2} -
+              \overline{h(y)^2}\bigr)}
 
     estimates the noise level added, in image units. (The excess over the target's own
-    energy, rather than the energy of the residual :math:`h(\hat x - x)`, is what keeps
+    energy, rather than the energy of the residual :math:`h(x - y)`, is what keeps
     blur quiet: blur *removes* high-frequency energy, so its residual is high-frequency
     too, but its excess is negative.) Fires when :math:`\hat\sigma` exceeds
     ``threshold * data_range``.
@@ -238,10 +239,11 @@ def shift(pred: torch.Tensor, target: torch.Tensor, *, data_range: float = 1.0,
           threshold: float = 0.02, contrast_threshold: float = 0.15) -> Diagnosis:
     r"""Brightness, colour and contrast shift: per-channel mean and spread against the target.
 
-    For every image and channel :math:`c`,
+    For every image and channel :math:`c`, with :math:`x` the prediction, :math:`y` the
+    target and :math:`R` the data range,
 
-    .. math:: b_c = \frac{\bar{\hat x}_c - \bar x_c}{L}, \qquad
-              k_c = \frac{\operatorname{std}(A_4 \hat x_c)}{\operatorname{std}(A_4 x_c)},
+    .. math:: b_c = \frac{\bar x_c - \bar y_c}{R}, \qquad
+              k_c = \frac{\operatorname{std}(A_4 x_c)}{\operatorname{std}(A_4 y_c)},
 
     with :math:`A_4` the means of 4 x 4 blocks (images of 16 pixels or more): the
     contrast of the coarse picture, which blur and noise leave nearly alone.
@@ -308,11 +310,11 @@ def edges(pred: torch.Tensor, target: torch.Tensor, *, threshold: float = 0.8,
           edge_fraction: float = 0.1) -> Diagnosis:
     r"""Lost edges: how much of the target's edge contrast the prediction keeps, on its edges.
 
-    With :math:`|\nabla z|` the Sobel gradient magnitude (normalised Sobel, replicate
+    With :math:`|\nabla u|` the Sobel gradient magnitude (normalised Sobel, replicate
     padding, :func:`lossbook.losses.sobel`) and :math:`E` the ``edge_fraction`` of pixels
     where the target's is largest (its edges),
 
-    .. math:: e = \frac{\sum_E |\nabla \hat x|}{\sum_E |\nabla x|},
+    .. math:: e = \frac{\sum_E |\nabla x|}{\sum_E |\nabla y|},
 
     per image, averaged. 1 keeps every edge as steep as in the target; a blurred or
     misplaced edge gives less. Fires below ``threshold``. Unlike :func:`blur` it looks
@@ -594,7 +596,7 @@ class Balance:
     weights : list of float
         Their current weights.
     grad_norm_output : list of float
-        :math:`\\|\\nabla_{\\hat x} \\mathcal{L}_i\\|_2`, unweighted.
+        :math:`\\|\\nabla_{x} \\mathcal{L}_i\\|_2`, unweighted.
     grad_norm_params : list of float or None
         :math:`\\|\\nabla_\\theta \\mathcal{L}_i\\|_2`, unweighted (when a model was given).
     balanced : list of float
@@ -639,15 +641,15 @@ def loss_balance(loss, pred: torch.Tensor, target: torch.Tensor, *,
     network is not the one with the largest *value* but the one with the largest
     weighted *gradient*, :math:`w_i \|\nabla \mathcal{L}_i\|`. This function computes,
     on one batch, the unweighted gradient norm of every term with respect to the output
-    :math:`\hat x` and (given ``model`` and ``inputs``) the parameters :math:`\theta`,
+    :math:`x` and (given ``model`` and ``inputs``) the parameters :math:`\theta`,
     and the weights
 
     .. math:: w_i^\star = \frac{1/g_i}{\sum_j 1/g_j}, \qquad
-              g_i = \|\nabla_\theta \mathcal{L}_i\|_2 \ (\text{else } \|\nabla_{\hat x}
+              g_i = \|\nabla_\theta \mathcal{L}_i\|_2 \ (\text{else } \|\nabla_{x}
               \mathcal{L}_i\|_2),
 
-    with which every term pulls equally hard. A principled start for
-    :math:`\alpha, \beta`, measured rather than guessed; GradNorm (Chen et al. 2018)
+    with which every term pulls equally hard. A principled start for the weights of a
+    combined loss, measured rather than guessed; GradNorm (Chen et al. 2018)
     adapts such weights during training, this is a one-shot version.
 
     Parameters

@@ -35,10 +35,10 @@ def psnr(
 ) -> torch.Tensor:
     r"""Peak signal-to-noise ratio in decibels.
 
-    .. math:: \mathrm{PSNR}(x, y) = 10 \log_{10} \frac{L^2}{\mathrm{MSE}(x, y)}
+    .. math:: \mathrm{PSNR}(x, y) = 10 \log_{10} \frac{R^2}{\mathrm{MSE}(x, y)}
 
-    where :math:`L` is ``data_range``, the width of the images' value range (1.0 for
-    images in [0, 1], 255 for 8-bit images). PSNR depends on :math:`L`: the same pair
+    where :math:`R` is ``data_range``, the width of the images' value range (1.0 for
+    images in [0, 1], 255 for 8-bit images). PSNR depends on :math:`R`: the same pair
     scored with ``data_range=255`` instead of 1.0 gains :math:`20\log_{10}255 \approx
     48.1` dB, so always pass the range your images are actually in.
 
@@ -47,7 +47,7 @@ def psnr(
     x, y : torch.Tensor
         Images of shape ``(N, C, H, W)``.
     data_range : float
-        :math:`L` above. Default 1.0.
+        :math:`R` above. Default 1.0.
     reduction : {"mean", "none"}
         ``"none"``: the PSNR of each image, shape ``(N,)``. ``"mean"``: the mean of the
         per-image PSNRs (not the PSNR of the pooled MSE, which is lower when the errors
@@ -87,7 +87,7 @@ def mae(x: torch.Tensor, y: torch.Tensor, *, reduction: str = "mean") -> torch.T
 
 
 def psnr_from_mse(mse_value: float, data_range: float = 1.0) -> float:
-    """PSNR in dB of a given mean squared error: ``10 log10(L^2 / mse)``."""
+    """PSNR in dB of a given mean squared error: ``10 log10(R^2 / mse)``."""
     L = check_data_range(data_range)
     mse_value = check_number(mse_value, "mse_value", nonnegative=True,
                              meaning="a mean squared error")

@@ -5,7 +5,7 @@ speckle averaged over :math:`L` independent looks, the speckle :math:`s` follows
 law of shape :math:`L` and scale :math:`1/L`:
 
 .. math::
-    y = x\,s, \qquad p(s) = \frac{L^L s^{L-1} e^{-Ls}}{\Gamma(L)}, \qquad
+    z = y\,s, \qquad p(s) = \frac{L^L s^{L-1} e^{-Ls}}{\Gamma(L)}, \qquad
     \mathbb{E}[s] = 1, \quad \operatorname{Var}[s] = 1/L.
 
 In the log domain the noise becomes additive but **biased**:
@@ -18,8 +18,9 @@ The equivalent number of looks, :math:`\mathrm{ENL} = \mu^2/\sigma^2` over a hom
 region of an intensity image, is :math:`L` for pure speckle and grows as a filter
 removes speckle.
 
-Conventions: images are *intensities* (non-negative) of shape ``(N, C, H, W)`` unless a
-function says otherwise; randomness comes from an optional ``torch.Generator``.
+Notation (the book's): :math:`y` the clean intensity, :math:`z` the speckled observation,
+:math:`x` an estimate. Images are *intensities* (non-negative) of shape ``(N, C, H, W)``
+unless a function says otherwise; randomness comes from an optional ``torch.Generator``.
 
 References
 ----------
@@ -186,10 +187,10 @@ def add_speckle(
 ) -> torch.Tensor:
     r"""Multiply a clean image by fully developed speckle with ``looks`` looks.
 
-    Intensity (default): :math:`y = x\,s`, :math:`s \sim \mathrm{Gamma}(L, 1/L)`, so
+    Intensity (default): :math:`z = y\,s`, :math:`s \sim \mathrm{Gamma}(L, 1/L)`, so
     :math:`\mathbb{E}[y] = x` and :math:`\operatorname{Var}[y] = x^2/L`.
     Amplitude (``amplitude=True``, ``x`` is an amplitude :math:`\sqrt{\text{intensity}}`):
-    :math:`y = x\sqrt{s}` (Nakagami-distributed speckle; Rayleigh for :math:`L=1`).
+    :math:`z = y\sqrt{s}` (Nakagami-distributed speckle; Rayleigh for :math:`L=1`).
 
     Parameters
     ----------
@@ -362,11 +363,11 @@ def log_speckle_excess_kurtosis(looks: float) -> float:
 
 
 def debias_log(log_x: torch.Tensor, looks: float, db: bool = False) -> torch.Tensor:
-    r"""Remove the log-speckle bias: :math:`\ln y - (\psi(L) - \ln L)`.
+    r"""Remove the log-speckle bias: :math:`\ln z - (\psi(L) - \ln L)`.
 
-    If ``log_x`` estimates :math:`\mathbb{E}[\ln y] = \ln x + \psi(L) - \ln L` (e.g. a
+    If ``log_x`` estimates :math:`\mathbb{E}[\ln z] = \ln y + \psi(L) - \ln L` (e.g. a
     network trained with MSE on log-speckled inputs, or a local mean of them), the result
-    estimates :math:`\ln x`; exponentiating it then gives an unbiased-in-the-mean
+    estimates :math:`\ln y`; exponentiating it then gives an unbiased-in-the-mean
     intensity (SAR-CNN, Chierchia et al. 2017). ``db=True`` for inputs in dB.
     """
     if not isinstance(log_x, torch.Tensor):
@@ -519,16 +520,16 @@ def homogeneous_mask(
 def lee_filter(x: torch.Tensor, size: int = 7, looks: float = 1) -> torch.Tensor:
     r"""Lee's (1980) local-statistics speckle filter for intensity images.
 
-    With the local mean :math:`\bar y` and variance :math:`\sigma_y^2` over a
+    With the local mean :math:`\bar z` and variance :math:`\sigma_z^2` over a
     ``size`` x ``size`` window, the speckle's coefficient of variation
-    :math:`C_s = 1/\sqrt{L}` and the local one :math:`C_y = \sigma_y/\bar y`:
+    :math:`C_s = 1/\sqrt{L}` and the local one :math:`C_z = \sigma_z/\bar z`:
 
     .. math::
-        \hat x = \bar y + k\,(y - \bar y), \qquad
-        k = \operatorname{clip}\!\left(1 - \frac{C_s^2}{C_y^2},\, 0,\, 1\right).
+        x = \bar z + k\,(z - \bar z), \qquad
+        k = \operatorname{clip}\!\left(1 - \frac{C_s^2}{C_z^2},\, 0,\, 1\right).
 
-    On flat regions :math:`C_y \approx C_s`, so :math:`k \approx 0` and the output is the
-    local mean (speckle removed); at edges :math:`C_y \gg C_s`, :math:`k \to 1`, and the
+    On flat regions :math:`C_z \approx C_s`, so :math:`k \approx 0` and the output is the
+    local mean (speckle removed); at edges :math:`C_z \gg C_s`, :math:`k \to 1`, and the
     pixel is kept (edge preserved).
 
     Parameters

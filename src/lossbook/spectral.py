@@ -199,9 +199,10 @@ def sharpness_ratio(
     r"""How much high-frequency detail a prediction has, relative to its target.
 
     .. math::
-        \rho = \frac{s(\hat x)}{s(x)}
+        \rho = \frac{s(x)}{s(y)}
 
-    with :math:`s` the :func:`high_frequency_share`. :math:`\rho < 1`: the prediction
+    with :math:`s` the :func:`high_frequency_share`, :math:`x` the prediction and
+    :math:`y` the target. :math:`\rho < 1`: the prediction
     is blurrier than the target (the classic MSE/L2 result); :math:`\rho > 1`: it has
     extra high-frequency content -- invented detail, residual noise or upsampling
     artefacts. A ratio says nothing about *which* details are right: pair it with a

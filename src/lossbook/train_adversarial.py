@@ -2,13 +2,13 @@ r"""Adversarial training: a generator and a discriminator, stepped in turn.
 
 :func:`fit_adversarial` is :func:`lossbook.train.fit`'s sibling for GAN-style training of
 an image-to-image network (SRGAN, pix2pix without the conditioning). Each step draws one
-batch ``(x, y)`` and
+batch ``(z, y)`` (input, target) and
 
-1. **discriminator step** -- with the generator's output :math:`\hat y = G(x)` held fixed,
-   minimise :math:`\mathcal{L}_D(D(y), D(\hat y))` (+ the R1 penalty if ``r1_gamma > 0``);
+1. **discriminator step** -- with the generator's output :math:`x = G(z)` held fixed,
+   minimise :math:`\mathcal{L}_D(D(y), D(x))` (+ the R1 penalty if ``r1_gamma > 0``);
 2. **generator step** -- minimise
-   :math:`\mathcal{L}_G = \mathcal{L}_{content}(G(x), y) + \lambda\,
-   \mathcal{L}_{adv}(D(G(x)))`,
+   :math:`\mathcal{L}_G = \mathcal{L}_{content}(G(z), y) + \lambda\,
+   \mathcal{L}_{adv}(D(G(z)))`,
 
 with the losses of :mod:`lossbook.losses.adversarial` (``gan_kind`` = non-saturating,
 hinge or least squares) and any content loss (L1, a perceptual loss, ...). With

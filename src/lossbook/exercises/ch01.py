@@ -36,7 +36,7 @@ def check_psnr(fn: Callable, *, n_cases: int = 6, seed: int | None = None) -> st
                 hint = " You are off by 20 log10(255) = 48.13 dB: check how you use data_range."
             elif math.isclose(got, want / 2, rel_tol=1e-6) or math.isclose(got, 2 * want,
                                                                             rel_tol=1e-6):
-                hint = " You are off by a factor 2: 10 log10(L^2/MSE) = 20 log10(L/RMSE)."
+                hint = " You are off by a factor 2: 10 log10(R^2/MSE) = 20 log10(R/RMSE)."
             raise AssertionError(
                 f"case {case}: data_range={data_range}, images of shape {shape}: expected "
                 f"{want:.6f} dB, got {got:.6f} dB.{hint}"

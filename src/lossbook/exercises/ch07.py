@@ -17,8 +17,8 @@ __all__ = ["check_psnr_averages", "check_sign_test"]
 def check_psnr_averages(fn: Callable, *, n_cases: int = 5, seed: int | None = None) -> str:
     r"""Check ``fn(outputs, targets, data_range) -> (mean_of_psnr, pooled_psnr)``:
 
-    .. math:: \frac1N\sum_i 10\log_{10}\frac{L^2}{\mathrm{MSE}_i} \quad\text{and}\quad
-              10\log_{10}\frac{L^2}{\frac1N\sum_i \mathrm{MSE}_i}
+    .. math:: \frac1N\sum_i 10\log_{10}\frac{R^2}{\mathrm{MSE}_i} \quad\text{and}\quad
+              10\log_{10}\frac{R^2}{\frac1N\sum_i \mathrm{MSE}_i}
 
     for ``N`` images ``(N, C, H, W)`` whose errors differ a lot (so the two differ).
     """
@@ -51,7 +51,7 @@ def check_psnr_averages(fn: Callable, *, n_cases: int = 5, seed: int | None = No
                         "other converts the average MSE to dB.")
             else:
                 hint = diagnose(got_pooled, want_pooled, {
-                    "PSNR = 10 log10(L^2 / MSE): the data range is squared.":
+                    "PSNR = 10 log10(R^2 / MSE): the data range is squared.":
                         10 * float(torch.log10(torch.tensor(data_range
                                                             / float(metrics.mse(outputs,
                                                                                 targets))))),

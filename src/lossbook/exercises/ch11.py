@@ -24,7 +24,7 @@ def check_pooled_psnr(fn: Callable, *, n_cases: int = 5, seed: int | None = None
 
     ``x`` and ``y`` are float64 tensors ``(N, 1, H, W)`` whose images have very
     different errors (so that the pooled PSNR and the mean of per-image PSNRs differ by
-    a few dB). The answer must be :math:`10\\log_{10}(L^2 / \\overline{\\mathrm{MSE}})`
+    a few dB). The answer must be :math:`10\\log_{10}(R^2 / \\overline{\\mathrm{MSE}})`
     with the MSE averaged over all pixels of all images.
     """
     gen = _fresh_generator(seed)
@@ -44,13 +44,13 @@ def check_pooled_psnr(fn: Callable, *, n_cases: int = 5, seed: int | None = None
         hint = ""
         if math.isclose(got, mean_of_psnr, abs_tol=1e-4):
             hint = (" That is the mean of the per-image PSNRs; pool first: average the "
-                    "squared errors over all images, then take 10 log10(L^2 / MSE). By "
+                    "squared errors over all images, then take 10 log10(R^2 / MSE). By "
                     "Jensen's inequality the pooled value is never larger.")
         elif math.isclose(abs(got - want), 20 * math.log10(255), abs_tol=1e-3):
             hint = " You are off by 20 log10(255) = 48.13 dB: check how you use data_range."
         elif math.isclose(got, want / 2, rel_tol=1e-6) or math.isclose(got, 2 * want,
                                                                         rel_tol=1e-6):
-            hint = " You are off by a factor 2: 10 log10(L^2/MSE) = 20 log10(L/RMSE)."
+            hint = " You are off by a factor 2: 10 log10(R^2/MSE) = 20 log10(R/RMSE)."
         raise AssertionError(
             f"case {case}: {n} images of shape (1, 16, 16), data_range={data_range}: "
             f"expected {want:.6f} dB, got {got:.6f} dB.{hint}")

@@ -72,11 +72,11 @@ def evaluate(
 ) -> dict:
     r"""Score a model (or any image-to-image function) on full test images, one by one.
 
-    For every pair ``(degraded_i, clean_i)`` the output :math:`\hat x_i` is computed on the
+    For every pair ``(degraded_i, clean_i)`` the output :math:`x_i` is computed on the
     whole image (not on patches), clipped to ``[0, data_range]`` when ``clip``, and scored
     with PSNR, SSIM (Wang et al.'s 11x11 Gaussian window), MS-SSIM (five scales by
     default: sides must exceed 160 px) and MAE. The table values are the **means of the
-    per-image values**; for PSNR that is :math:`\frac1N\sum_i 10\log_{10}(L^2/\mathrm{MSE}_i)`,
+    per-image values**; for PSNR that is :math:`\frac1N\sum_i 10\log_{10}(R^2/\mathrm{MSE}_i)`,
     not the PSNR of the pooled MSE.
 
     Parameters

@@ -260,9 +260,10 @@ def despeckle_scores(output: torch.Tensor, clean: torch.Tensor, *,
     ``psnr``, ``ssim``: of the intensity image clipped to ``[0, 1]``, means of the
     per-image values; ``psnr_db``: PSNR of the clipped image on the
     :func:`sar.to_unit_db` scale (0 to 1 for ``floor_db`` to 0 dB); ``enl``: ENL of the
-    ratio :math:`\hat x / x` of the raw output (negative values set to 0) over the flat
-    pixels of all test images pooled (see ``_flat_mask``): about :math:`L` for the
-    speckled input, higher as speckle is removed (and as the output gets smoother).
+    ratio :math:`x / y` of the raw output :math:`x` (negative values set to 0) to the clean
+    image :math:`y` over the flat pixels of all test images pooled (see ``_flat_mask``):
+    about :math:`L` for the speckled input, higher as speckle is removed (and as the output
+    gets smoother).
     """
     shown = output.clamp(0, 1)  # images are stored in [0, 1]; the ENL uses the raw output
     side = clean.shape[-1]

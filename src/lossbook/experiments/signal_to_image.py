@@ -11,8 +11,8 @@ elliptical inclusions; :mod:`lossbook.traveltime`). Reconstructions of the map:
   the map (the setting of the book's seed document and of AUTOMAP, Zhu et al. 2018);
 * learned, **post-processing**: a U-Net on the Tikhonov reconstruction (Jin et al. 2017).
 
-Each network is trained with MSE, with :math:`\\alpha\\,\\mathrm{MSE} + \\beta(1 -
-\\mathrm{SSIM})` for a few :math:`(\\alpha, \\beta)` set by gradient balance, and with
+Each network is trained with MSE, with :math:`w_1\\,\\mathrm{MSE} + w_2(1 -
+\\mathrm{SSIM})` for a few weights :math:`(w_1, w_2)` set by gradient balance, and with
 Huber + TV. Everything is scored on held-out phantoms of the training family and on
 out-of-distribution phantoms (rectangles): RMSE and MAE in m/s inside the ring, PSNR and
 SSIM on the map scaled from 1400-1650 m/s to [0, 1], and each inclusion's contrast.
@@ -299,10 +299,11 @@ class DirectNet(nn.Module):
 
 class PostNet(nn.Module):
     r"""Post-processing: the Tikhonov map plus a learned correction,
-    :math:`\hat x = x + s\, f\big((x - m)/s\big)`.
+    :math:`x = z + \tau\, f\big((z - m)/\tau\big)` (:math:`z` the Tikhonov map,
+    :math:`x` the prediction).
 
     The maps vary by a few hundredths around the tissue value on the [0, 1] scale, so the
-    U-Net ``f`` sees them standardised (centre :math:`m` = 1540 m/s, scale :math:`s` =
+    U-Net ``f`` sees them standardised (centre :math:`m` = 1540 m/s, scale :math:`\tau` =
     0.05, i.e. 12.5 m/s) and predicts the correction in the same units. Its last layer
     starts at zero, so the network starts as the identity: its first output is the
     Tikhonov map itself.
@@ -351,9 +352,9 @@ def s2i_losses(sizes: dict, pred: torch.Tensor, target: torch.Tensor) -> dict[st
     ``pred`` should be a typical early prediction; the experiment uses the Tikhonov
     reconstructions of training phantoms. With :math:`g_\mathrm{MSE}` and
     :math:`g_\mathrm{SSIM}` the gradient norms of MSE and :math:`1-\mathrm{SSIM}` with
-    respect to the prediction, the balanced weights are :math:`\alpha^\star \propto
-    1/g_\mathrm{MSE}`, :math:`\beta^\star \propto 1/g_\mathrm{SSIM}` (sum 1). Loss
-    ``"MSE+SSIM x r"`` uses :math:`(\alpha, \beta) \propto (\alpha^\star, r\beta^\star)`,
+    respect to the prediction, the balanced weights are :math:`w_1^\star \propto
+    1/g_\mathrm{MSE}`, :math:`w_2^\star \propto 1/g_\mathrm{SSIM}` (sum 1). Loss
+    ``"MSE+SSIM x r"`` uses :math:`(w_1, w_2) \propto (w_1^\star, r\,w_2^\star)`,
     normalised to sum 1: the SSIM term pulls ``r`` times as hard as the MSE term.
     ``"Huber+TV"``: Huber (delta :data:`HUBER_DELTA`) plus anisotropic TV of the
     prediction, its weight set so that TV pulls a tenth as hard as Huber (a regulariser).
@@ -367,11 +368,11 @@ def s2i_losses(sizes: dict, pred: torch.Tensor, target: torch.Tensor) -> dict[st
     a, b = balanced_weights(pred, target, {"mse": L.MSELoss(), "ssim": L.SSIMLoss(**ssim_kw)})
     out = {"MSE": {"loss": L.MSELoss(), "weights": {"mse": 1.0}}}
     for r in sizes["ssim_ratios"]:
-        alpha, beta = a / (a + r * b), r * b / (a + r * b)
+        w1, w2 = a / (a + r * b), r * b / (a + r * b)
         out[f"MSE+SSIM x{r:g}"] = {
-            "loss": L.CombinedLoss({"mse": (alpha, L.MSELoss()),
-                                    "ssim": (beta, L.SSIMLoss(**ssim_kw))}),
-            "weights": {"mse": alpha, "ssim": beta}}
+            "loss": L.CombinedLoss({"mse": (w1, L.MSELoss()),
+                                    "ssim": (w2, L.SSIMLoss(**ssim_kw))}),
+            "weights": {"mse": w1, "ssim": w2}}
     h, t = balanced_weights(pred, target, {"huber": L.HuberLoss(delta=HUBER_DELTA),
                                            "tv": L.TVLoss()})
     w_h, w_t = h / (h + 0.1 * t), 0.1 * t / (h + 0.1 * t)

@@ -11,9 +11,9 @@ normalised window :math:`w` (an 11x11 Gaussian with :math:`\sigma = 1.5` by defa
     c = \frac{2\sigma_x\sigma_y + C_2}{\sigma_x^2 + \sigma_y^2 + C_2}, \qquad
     s = \frac{\sigma_{xy} + C_3}{\sigma_x\sigma_y + C_3},
 
-with :math:`C_1 = (K_1 L)^2`, :math:`C_2 = (K_2 L)^2`, :math:`C_3 = C_2/2`, :math:`L` the
-data range, :math:`K_1 = 0.01`, :math:`K_2 = 0.03`. With :math:`C_3 = C_2/2` the product
-simplifies to
+with :math:`C_1 = (K_1 R)^2`, :math:`C_2 = (K_2 R)^2`, :math:`C_3 = C_2/2`, :math:`R` the
+data range (Wang et al. write :math:`L`), :math:`K_1 = 0.01`, :math:`K_2 = 0.03`. With
+:math:`C_3 = C_2/2` the product simplifies to
 
 .. math::
 
@@ -532,7 +532,7 @@ def ssim_components(
         Images of shape ``(N, C, H, W)``, floating point, values in ``[0, data_range]``,
         ``H, W >= win_size``.
     data_range : float
-        :math:`L`, the width of the value range: 1.0 for [0, 1] images, 255 for 8-bit.
+        :math:`R`, the width of the value range: 1.0 for [0, 1] images, 255 for 8-bit.
     win_size : int
         Side of the (square) window, odd. Default 11.
     sigma : float
@@ -599,7 +599,7 @@ def ssim(
         Images of shape ``(N, C, H, W)``, floating point, ``H, W >= win_size``. SSIM is
         symmetric in ``x`` and ``y``.
     data_range : float
-        :math:`L` in :math:`C_i = (K_i L)^2`: 1.0 for [0, 1] images (default), 255 for 8-bit.
+        :math:`R` in :math:`C_i = (K_i R)^2`: 1.0 for [0, 1] images (default), 255 for 8-bit.
         A wrong range changes the value: pytorch-msssim's default is 255.
     win_size, sigma, k1, k2, window
         As in :func:`ssim_components` (defaults 11, 1.5, 0.01, 0.03, "gaussian").

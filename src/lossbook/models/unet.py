@@ -31,7 +31,7 @@ class UNet(nn.Module):
 
     Unlike the original (unpadded convolutions that shrink the image and need cropped
     skips), the convolutions are zero-padded, so the output has the input's size.
-    With ``residual=True`` the network predicts a correction: :math:`\hat x = x + f(x)`
+    With ``residual=True`` the network predicts a correction of its input: :math:`z + f(z)`
     (needs ``in_channels == out_channels``), which helps restoration tasks converge.
 
     Parameters
