@@ -98,7 +98,7 @@ DENOISE_SIZES: dict[str, dict] = {
                   ms_ssim_train_scales=3, seeds=1),
     "cpu": dict(sigma=25.0, train_size=256, patch_size=40, batch_size=16, steps=1000,
                 depth=7, width=32, batch_norm=False, lr=2e-3, test_size=256, n_test=4, n_tune=4,
-                tune_points=7, val_crop=64, log_every=10, ms_ssim_train_win=7,
+                tune_points=7, val_crop=64, log_every=25, ms_ssim_train_win=7,
                 ms_ssim_train_scales=3, seeds=1),
     # gpu: not yet timed on a GPU; about 0.3 TFLOP per step (DnCNN-17, 32 x 48^2), so
     # 2000 steps x 8 losses should take roughly ten to twenty minutes on a Colab T4 per
