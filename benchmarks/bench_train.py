@@ -35,7 +35,7 @@ import torch
 from lossbook.data import PatchSampler, add_gaussian_noise, load_images
 from lossbook.experiments import DENOISE_SIZES
 from lossbook.models import DnCNN
-from lossbook.train import _autocast, fit, resolve_device
+from lossbook.train import autocast_for, fit, resolve_device
 
 
 def _sync(device: torch.device) -> None:
@@ -82,7 +82,7 @@ def bench_budget(budget: str, device: torch.device, *, steps: int, warmup: int,
             scaler = torch.amp.GradScaler("cuda", enabled=(amp == "fp16"))
 
             def step(net=net, opt=opt, scaler=scaler, amp=amp):
-                with _autocast(device, amp):
+                with autocast_for(device, amp):
                     pred = net(x)
                 loss = (pred.float() - y).pow(2).mean()
                 opt.zero_grad(set_to_none=True)

@@ -219,7 +219,7 @@ def _maybe_init_distributed() -> None:
     torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
 
 
-def _split_loss(out: object) -> tuple[torch.Tensor, dict[str, float]]:
+def split_loss(out: object) -> tuple[torch.Tensor, dict[str, float]]:
     """Accept ``loss`` or ``(loss, {name: value})`` from a loss function."""
     if isinstance(out, tuple):
         total, parts = out
@@ -313,7 +313,7 @@ def check_batch(
         )
 
 
-def _check_prediction(pred: torch.Tensor, targets: torch.Tensor) -> None:
+def check_prediction(pred: torch.Tensor, targets: torch.Tensor) -> None:
     if pred.shape != targets.shape:
         raise ValueError(
             f"the model's output has shape {tuple(pred.shape)} but the targets have "
@@ -322,7 +322,7 @@ def _check_prediction(pred: torch.Tensor, targets: torch.Tensor) -> None:
         )
 
 
-def _warn_if_gpu_forgotten(device: torch.device) -> None:
+def warn_if_gpu_forgotten(device: torch.device) -> None:
     if device.type == "cuda":
         return
     try:
@@ -348,7 +348,7 @@ def _resolve_schedule(schedule):
     )
 
 
-def _autocast(device: torch.device, amp: str):
+def autocast_for(device: torch.device, amp: str):
     if amp == "off":
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if amp == "bf16" else torch.float16
@@ -683,7 +683,7 @@ def run_fingerprint(**settings: object) -> dict[str, str]:
     return {key: _describe(value) for key, value in settings.items()}
 
 
-def _optimizer_settings(opt: torch.optim.Optimizer) -> dict:
+def optimizer_settings(opt: torch.optim.Optimizer) -> dict:
     groups = []
     for g in opt.param_groups:
         hyper = {k: v for k, v in g.items() if k not in ("params", "lr", "initial_lr")}
@@ -880,7 +880,7 @@ def _os_lock(fd: int) -> None:
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
-def _step_seed(seed: int, rank: int, step: int) -> int:
+def step_seed(seed: int, rank: int, step: int) -> int:
     """The seed of the batch (and of dropout) at ``step`` on ``rank``.
 
     Reseeding every step makes each batch a pure function of ``(seed, rank, step)``: a
@@ -890,7 +890,7 @@ def _step_seed(seed: int, rank: int, step: int) -> int:
     return ((seed * 1_000_003 + rank) * 1_000_033 + step) % (2**63 - 1)
 
 
-class _DeferInterrupt:
+class DeferInterrupt:
     """Hold a Ctrl-C (SIGINT) until the current training step has finished.
 
     The first Ctrl-C sets a flag that the loop checks between steps, so a checkpoint is
@@ -902,7 +902,7 @@ class _DeferInterrupt:
         self.requested = False
         self._previous = None
 
-    def __enter__(self) -> _DeferInterrupt:
+    def __enter__(self) -> DeferInterrupt:
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.getsignal(signal.SIGINT)
             signal.signal(signal.SIGINT, self._handle)
@@ -922,7 +922,7 @@ class _DeferInterrupt:
 
 
 @torch.no_grad()
-def _validate(model, loss_fn, val_data, device, amp, data_range, chunk=8) -> dict[str, float]:
+def validate_model(model, loss_fn, val_data, device, amp, data_range, chunk=8) -> dict[str, float]:
     inputs, targets = val_data() if callable(val_data) else val_data
     losses, psnrs = [], []
     was_training = model.training
@@ -930,10 +930,10 @@ def _validate(model, loss_fn, val_data, device, amp, data_range, chunk=8) -> dic
     for i in range(0, inputs.shape[0], chunk):
         x = inputs[i:i + chunk].to(device)
         y = targets[i:i + chunk].to(device)
-        with _autocast(device, amp):
+        with autocast_for(device, amp):
             pred = model(x)
         pred = pred.float()
-        total, _ = _split_loss(loss_fn(pred, y.float()))
+        total, _ = split_loss(loss_fn(pred, y.float()))
         losses.append(float(total) * x.shape[0])
         psnrs.append(psnr(pred.clamp(0, data_range), y.float(), data_range=data_range,
                           reduction="none").cpu())
@@ -945,7 +945,7 @@ def _validate(model, loss_fn, val_data, device, amp, data_range, chunk=8) -> dic
 # --------------------------------------------------------------------------- the loop
 
 
-class _Window:
+class LossWindow:
     """Running sums of the loss and its components between two logged steps."""
 
     def __init__(self, total: float = 0.0, parts: dict | None = None, n: int = 0) -> None:
@@ -1143,7 +1143,7 @@ def fit(
     if checkpoint is not None:
         check_output_path(checkpoint)  # before any work: a read-only directory fails now
     if rank == 0:
-        _warn_if_gpu_forgotten(device)
+        warn_if_gpu_forgotten(device)
     model.to(device)
     opt = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
     for group in opt.param_groups:
@@ -1155,7 +1155,7 @@ def fit(
     val_every = val_every or max(log_every, steps // 10)
     config = {"batch_size": batch_size, "seed": seed, "world_size": world}
     fingerprint = run_fingerprint(
-        model=model, loss=loss_fn, optimizer=_optimizer_settings(opt), data=data,
+        model=model, loss=loss_fn, optimizer=optimizer_settings(opt), data=data,
         lr_schedule=lr_schedule,
         # a schedule is a function of (step, steps): with one, more steps is another run
         schedule_steps=steps if lr_schedule is not None else None,
@@ -1167,7 +1167,7 @@ def fit(
         if checkpoint is not None and rank == 0:
             held.enter_context(checkpoint_lock(checkpoint))  # one run per checkpoint
         history = History(device=str(device), amp=amp, world_size=world)
-        window = _Window()
+        window = LossWindow()
         if checkpoint is not None and Path(checkpoint).exists() and not restart:
             state = load_checkpoint(checkpoint, map_location=device)
             for key, value in config.items():  # the clearest message for the usual ones
@@ -1186,7 +1186,7 @@ def fit(
                 scaler.load_state_dict(state["scaler"])
                 history = History.from_dict(state["history"])
                 step_saved = int(state["step"])
-                window = _Window(**state["window"])
+                window = LossWindow(**state["window"])
             except (KeyError, TypeError, ValueError, RuntimeError) as err:
                 raise CheckpointError(
                     f"cannot resume from checkpoint {checkpoint}: its training state is "
@@ -1231,7 +1231,7 @@ def fit(
             if val_data is None or rank != 0:
                 return
             tv = time.perf_counter()
-            for k, v in _validate(model, loss_fn, val_data, device, amp, data_range).items():
+            for k, v in validate_model(model, loss_fn, val_data, device, amp, data_range).items():
                 history.val.setdefault(k, []).append(v)
             history.val_step.append(step)
             monitor.log_validation(step, {k: v[-1] for k, v in history.val.items()}, model,
@@ -1239,7 +1239,7 @@ def fit(
             clock["val"] += time.perf_counter() - tv
 
         def reseed(step: int) -> None:
-            s = _step_seed(seed, rank, step)
+            s = step_seed(seed, rank, step)
             gen.manual_seed(s)
             torch.default_generator.manual_seed(s)
             if device.type == "cuda":
@@ -1253,7 +1253,7 @@ def fit(
             bar = tqdm(total=steps, initial=start_step, desc="training", leave=False)
         last_logged: tuple[int, dict] = (start_step, {})
         forked = [device] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=forked), _DeferInterrupt() as interrupt:
+        with torch.random.fork_rng(devices=forked), DeferInterrupt() as interrupt:
             net.train()
             try:
                 for step in range(start_step + 1, steps + 1):
@@ -1269,11 +1269,11 @@ def fit(
                         check_batch(inputs, targets, data_range=data_range,
                                     target_range=target_range,
                                     where=f"the batch of step {step}")
-                    with _autocast(device, amp):
+                    with autocast_for(device, amp):
                         pred = net(inputs)
                     if step == start_step + 1:
-                        _check_prediction(pred, targets)
-                    loss, parts = _split_loss(loss_fn(pred.float(), targets.float()))
+                        check_prediction(pred, targets)
+                    loss, parts = split_loss(loss_fn(pred.float(), targets.float()))
                     if not bool(torch.isfinite(loss)):
                         raise FloatingPointError(
                             f"the loss became {float(loss.detach())} at step {step} "

@@ -60,27 +60,27 @@ from .losses.adversarial import GAN_KINDS, discriminator_loss, generator_loss, r
 from .train import (
     CHECKPOINT_FORMAT,
     CheckpointError,
+    DeferInterrupt,
     History,
+    LossWindow,
     RunMismatchError,
     Sampler,
-    _autocast,
-    _check_prediction,
-    _DeferInterrupt,
-    _optimizer_settings,
-    _split_loss,
-    _step_seed,
-    _validate,
-    _warn_if_gpu_forgotten,
-    _Window,
+    autocast_for,
     check_batch,
     check_fingerprint,
     check_output_path,
+    check_prediction,
     checkpoint_lock,
     load_checkpoint,
+    optimizer_settings,
     resolve_amp,
     resolve_device,
     run_fingerprint,
     save_checkpoint,
+    split_loss,
+    step_seed,
+    validate_model,
+    warn_if_gpu_forgotten,
 )
 
 __all__ = ["fit_adversarial", "ADVERSARIAL_COMPONENTS"]
@@ -203,7 +203,7 @@ data_range, grad_clip, callback, progress
     amp = resolve_amp(amp, device)
     if checkpoint is not None:
         check_output_path(checkpoint)  # before any work: a read-only directory fails now
-    _warn_if_gpu_forgotten(device)
+    warn_if_gpu_forgotten(device)
     generator.to(device)
     discriminator.to(device)
     opt_g = torch.optim.Adam(generator.parameters(), lr=lr_g, betas=betas)
@@ -219,14 +219,14 @@ data_range, grad_clip, callback, progress
 
     fingerprint = run_fingerprint(
         generator=generator, discriminator=discriminator, content_loss=content_loss,
-        optimizer_g=_optimizer_settings(opt_g), optimizer_d=_optimizer_settings(opt_d),
+        optimizer_g=optimizer_settings(opt_g), optimizer_d=optimizer_settings(opt_d),
         data=data, grad_clip=grad_clip, data_range=data_range, **config,
     )
     with contextlib.ExitStack() as held:
         if checkpoint is not None:
             held.enter_context(checkpoint_lock(checkpoint))  # one run per checkpoint
         history = History(device=str(device), amp=amp, world_size=1)
-        window = _Window()
+        window = LossWindow()
         if checkpoint is not None and Path(checkpoint).exists() and not restart:
             state = load_checkpoint(checkpoint, map_location=device)
             saved = state.get("config", {})
@@ -247,7 +247,7 @@ data_range, grad_clip, callback, progress
                 scaler_d.load_state_dict(state["scaler_d"])
                 gen.set_state(state["rng"].to(gen.get_state().device))
                 history = History.from_dict(state["history"])
-                window = _Window(**state["window"])
+                window = LossWindow(**state["window"])
                 step_saved = int(state["step"])
             except (KeyError, TypeError, ValueError, RuntimeError) as err:
                 raise CheckpointError(
@@ -304,7 +304,7 @@ def _loop(*, generator, discriminator, content_loss, data, steps, adv_weight, ga
             return
         tv = time.perf_counter()
         d_mode = discriminator.training
-        for k, v in _validate(generator, content_loss, val_data, device, amp,
+        for k, v in validate_model(generator, content_loss, val_data, device, amp,
                               data_range).items():
             history.val.setdefault(k, []).append(v)
         discriminator.train(d_mode)
@@ -312,7 +312,7 @@ def _loop(*, generator, discriminator, content_loss, data, steps, adv_weight, ga
         clock["val"] += time.perf_counter() - tv
 
     def reseed(step: int) -> None:
-        s = _step_seed(seed, 0, step)
+        s = step_seed(seed, 0, step)
         gen.manual_seed(s)
         torch.default_generator.manual_seed(s)
         if device.type == "cuda":
@@ -344,7 +344,7 @@ def _loop(*, generator, discriminator, content_loss, data, steps, adv_weight, ga
         bar = tqdm(total=steps, initial=start_step, desc="adversarial training", leave=False)
     last_logged: tuple[int, dict] = (start_step, {})
     forked = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=forked), _DeferInterrupt() as interrupt:
+    with torch.random.fork_rng(devices=forked), DeferInterrupt() as interrupt:
         generator.train()
         discriminator.train()
         try:
@@ -360,14 +360,14 @@ def _loop(*, generator, discriminator, content_loss, data, steps, adv_weight, ga
 
                 # 1. discriminator: real vs the generator's (fixed) output
                 discriminator.requires_grad_(True)
-                with torch.no_grad(), _autocast(device, amp):
+                with torch.no_grad(), autocast_for(device, amp):
                     fake = generator(inputs)
                 if step == start_step + 1:
-                    _check_prediction(fake, targets)
+                    check_prediction(fake, targets)
                 real = targets.float()
                 if r1_gamma > 0:
                     real = real.detach().requires_grad_(True)
-                with _autocast(device, amp):
+                with autocast_for(device, amp):
                     real_logits = discriminator(real)
                     fake_logits = discriminator(fake.float())
                 d_loss = discriminator_loss(real_logits.float(), fake_logits.float(),
@@ -382,11 +382,11 @@ def _loop(*, generator, discriminator, content_loss, data, steps, adv_weight, ga
 
                 # 2. generator: content + adv_weight x adversarial, D frozen
                 discriminator.requires_grad_(False)
-                with _autocast(device, amp):
+                with autocast_for(device, amp):
                     pred = generator(inputs)
-                content, parts = _split_loss(content_loss(pred.float(), targets.float()))
+                content, parts = split_loss(content_loss(pred.float(), targets.float()))
                 if adv_weight > 0:
-                    with _autocast(device, amp):
+                    with autocast_for(device, amp):
                         logits = discriminator(pred)
                     adv = generator_loss(logits.float(), kind=gan_kind)
                 else:
