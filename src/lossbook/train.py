@@ -314,6 +314,7 @@ def check_batch(
 
 
 def check_prediction(pred: torch.Tensor, targets: torch.Tensor) -> None:
+    """Refuse a model output whose shape differs from the targets', saying what to check."""
     if pred.shape != targets.shape:
         raise ValueError(
             f"the model's output has shape {tuple(pred.shape)} but the targets have "
@@ -323,6 +324,8 @@ def check_prediction(pred: torch.Tensor, targets: torch.Tensor) -> None:
 
 
 def warn_if_gpu_forgotten(device: torch.device) -> None:
+    """Warn when training on the CPU although the budget is ``gpu`` or this is Colab
+    (a runtime without a GPU selected)."""
     if device.type == "cuda":
         return
     try:
@@ -349,6 +352,8 @@ def _resolve_schedule(schedule):
 
 
 def autocast_for(device: torch.device, amp: str):
+    """The autocast context of ``amp`` (``"off"``, ``"bf16"`` or ``"fp16"``) on ``device``:
+    a null context for ``"off"``, else :func:`torch.autocast` with that dtype."""
     if amp == "off":
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if amp == "bf16" else torch.float16
@@ -684,6 +689,8 @@ def run_fingerprint(**settings: object) -> dict[str, str]:
 
 
 def optimizer_settings(opt: torch.optim.Optimizer) -> dict:
+    """The optimiser's class and per-group hyper-parameters (initial learning rate, not
+    the scheduled one), as stored in a checkpoint's run fingerprint."""
     groups = []
     for g in opt.param_groups:
         hyper = {k: v for k, v in g.items() if k not in ("params", "lr", "initial_lr")}
@@ -923,6 +930,8 @@ class DeferInterrupt:
 
 @torch.no_grad()
 def validate_model(model, loss_fn, val_data, device, amp, data_range, chunk=8) -> dict[str, float]:
+    """Loss and PSNR of ``model`` on ``val_data`` (a pair, or a callable returning one),
+    ``chunk`` images at a time in eval mode, the training mode restored after."""
     inputs, targets = val_data() if callable(val_data) else val_data
     losses, psnrs = [], []
     was_training = model.training
