@@ -65,7 +65,7 @@ def test_evaluate_runs_a_module_and_checks_pairs():
                                            noisy[i, 0].clamp(0, 1).numpy(), data_range=1.0)
                    for i in range(2)])
     assert ev["psnr"] == pytest.approx(ref, abs=1e-4)
-    with pytest.raises(ValueError, match="as many degraded as clean"):
+    with pytest.raises(ValueError, match="as many degraded inputs as clean targets"):
         evaluate(torch.nn.Identity(), (noisy, clean[:1]))
 
 

@@ -35,6 +35,7 @@ from lossbook.experiments import (
     SR_CONTROL,
     SR_FEATURE_METHODS,
     SR_METHODS,
+    SR_METRICS,
     SR_PIXEL_METHODS,
     SR_SIZES,
     evaluate_sr,
@@ -317,6 +318,8 @@ def test_methods_and_losses():
 def test_evaluate_sr_matches_the_metric_functions():
     lr, hr = sr_pairs(["camera", "chelsea"], 168, 2)
     ev = evaluate_sr(lambda x: bicubic_upsample(x, 2), (lr, hr), 2, return_outputs=True)
+    assert list(ev["per_image"]) == list(SR_METRICS)
+    assert math.isnan(ev["feature_distance"])  # no feature network given
     out = bicubic_upsample(lr, 2).clamp(0, 1)
     torch.testing.assert_close(ev["outputs"], out)
     want = sr_psnr(out, hr, channel="y", shave=2, reduction="none")

@@ -51,6 +51,7 @@ __all__ = [
     "slug",
     "ms_ssim_train_kwargs",
     "mix_l1_sigma",
+    "score_pairs",
 ]
 
 METRICS = ("psnr", "ssim", "ms_ssim", "mae")
@@ -105,11 +106,45 @@ def evaluate(
         ``{"psnr": mean, "ssim": mean, "ms_ssim": mean, "mae": mean, "per_image":
         {metric: [values]}}`` (plus ``"outputs"``).
     """
-    degraded, clean = pairs
-    if degraded.shape[0] != clean.shape[0]:
+    scorers = {
+        "psnr": lambda x, y: _psnr(x, y, data_range=data_range),
+        "ssim": lambda x, y: _ssim(x, y, data_range=data_range),
+        "ms_ssim": lambda x, y: _ms_ssim(x, y, data_range=data_range, **(ms_ssim_kwargs or {})),
+        "mae": _mae,
+    }
+    return score_pairs(model_or_fn, pairs, scorers, clip=(0.0, data_range) if clip else None,
+                       device=device, return_outputs=return_outputs)
+
+
+@torch.no_grad()
+def score_pairs(
+    model_or_fn: nn.Module | Callable[[torch.Tensor], torch.Tensor],
+    pairs: tuple[torch.Tensor, torch.Tensor],
+    scorers: dict[str, Callable[[torch.Tensor, torch.Tensor], object]],
+    *,
+    clip: tuple[float, float] | None = (0.0, 1.0),
+    device: str | torch.device | None = None,
+    return_outputs: bool = False,
+) -> dict:
+    """Run ``model_or_fn`` on each input of ``pairs`` alone and score it with every scorer.
+
+    The loop that :func:`evaluate` and the experiments' own evaluations share: a module is
+    put in eval mode and run on its parameters' device (or ``device``); each output
+    ``(1, C, H, W)`` comes back to the CPU as float32, is clipped to ``clip`` (``None``:
+    not clipped) and scored as ``scorer(output, target)`` (CPU tensors; a scorer returns a
+    number or a one-element tensor).
+
+    Returns
+    -------
+    dict
+        ``{name: mean over images, ..., "per_image": {name: [values]}}`` (plus
+        ``"outputs"``, ``(N, C, H, W)`` on the CPU, with ``return_outputs``).
+    """
+    inputs, targets = pairs
+    if inputs.shape[0] != targets.shape[0]:
         raise ValueError(
-            f"pairs must hold as many degraded as clean images; got {degraded.shape[0]} and "
-            f"{clean.shape[0]}."
+            f"pairs must hold as many degraded inputs as clean targets; got "
+            f"{inputs.shape[0]} and {targets.shape[0]}."
         )
     if isinstance(model_or_fn, nn.Module):
         model_or_fn.eval()
@@ -117,25 +152,22 @@ def evaluate(
             p = next(model_or_fn.parameters(), None)
             device = p.device if p is not None else torch.device("cpu")
     device = torch.device(device or "cpu")
-    per: dict[str, list[float]] = {m: [] for m in METRICS}
+    per: dict[str, list[float]] = {m: [] for m in scorers}
     outputs = []
-    for i in range(degraded.shape[0]):
-        y = model_or_fn(degraded[i:i + 1].to(device)).float().cpu()
-        x = clean[i:i + 1].float().cpu()
-        if clip:
-            y = y.clamp(0.0, data_range)
-        per["psnr"].append(float(_psnr(y, x, data_range=data_range)))
-        per["ssim"].append(float(_ssim(y, x, data_range=data_range)))
-        per["ms_ssim"].append(float(_ms_ssim(y, x, data_range=data_range,
-                                             **(ms_ssim_kwargs or {}))))
-        per["mae"].append(float(_mae(y, x)))
+    for i in range(inputs.shape[0]):
+        out = model_or_fn(inputs[i:i + 1].to(device)).float().cpu()
+        target = targets[i:i + 1].float().cpu()
+        if clip is not None:
+            out = out.clamp(*clip)
+        for name, fn in scorers.items():
+            per[name].append(float(fn(out, target)))
         if return_outputs:
-            outputs.append(y)
-    out: dict = {m: float(np.mean(v)) for m, v in per.items()}
-    out["per_image"] = per
+            outputs.append(out)
+    result: dict = {m: float(np.mean(v)) for m, v in per.items()}
+    result["per_image"] = per
     if return_outputs:
-        out["outputs"] = torch.cat(outputs)
-    return out
+        result["outputs"] = torch.cat(outputs)
+    return result
 
 
 def format_table(rows: Sequence[dict], columns: Sequence[str] = ("method",) + METRICS,

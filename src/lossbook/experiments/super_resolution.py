@@ -40,7 +40,15 @@ from ..data import (
 from ..metrics import sr_ms_ssim, sr_psnr, sr_ssim, sr_view
 from ..models import EDSR
 from ..train import fit, load_checkpoint
-from .core import Experiment, RunResult, mix_l1_sigma, ms_ssim_train_kwargs, register, slug
+from .core import (
+    Experiment,
+    RunResult,
+    mix_l1_sigma,
+    ms_ssim_train_kwargs,
+    register,
+    score_pairs,
+    slug,
+)
 
 __all__ = [
     "SR_SIZES",
@@ -269,40 +277,29 @@ def evaluate_sr(
     from ..spectral import sharpness_ratio
 
     lr, hr = pairs
-    if lr.shape[0] != hr.shape[0]:
-        raise ValueError(f"pairs must hold as many LR as HR images; got {lr.shape[0]} and "
-                         f"{hr.shape[0]}.")
-    if isinstance(model_or_fn, nn.Module):
-        model_or_fn.eval()
-        if device is None:
-            p = next(model_or_fn.parameters(), None)
-            device = p.device if p is not None else torch.device("cpu")
-    device = torch.device(device or "cpu")
-    per: dict[str, list[float]] = {m: [] for m in SR_METRICS}
-    outputs = []
     side = min(hr.shape[-2:]) - 2 * scale
     conv = dict(channel="y", shave=scale)
-    for i in range(lr.shape[0]):
-        y = model_or_fn(lr[i:i + 1].to(device)).float().cpu().clamp(0.0, 1.0)
-        x = hr[i:i + 1].float().cpu()
-        per["psnr_y"].append(float(sr_psnr(y, x, **conv)))
-        per["ssim_y"].append(float(sr_ssim(y, x, **conv)))
-        per["ms_ssim_y"].append(float(sr_ms_ssim(y, x, **conv)) if side > 160 else float("nan"))
-        per["psnr_rgb"].append(float(sr_psnr(y, x, channel="rgb", shave=0)))
-        per["sharpness"].append(float(sharpness_ratio(sr_view(y, **conv), sr_view(x, **conv),
-                                                      cutoff=0.5 / scale)[0]))
-        if feature_net is not None:
-            fd = L.feature_loss(y.to(device), x.to(device), feature_net, layers=("relu2_2",))
-            per["feature_distance"].append(float(fd))
-        else:
-            per["feature_distance"].append(float("nan"))
-        if return_outputs:
-            outputs.append(y)
-    out: dict = {m: float(np.mean(v)) for m, v in per.items()}
-    out["per_image"] = per
-    if return_outputs:
-        out["outputs"] = torch.cat(outputs)
-    return out
+    if isinstance(model_or_fn, nn.Module) and device is None:
+        p = next(model_or_fn.parameters(), None)
+        device = p.device if p is not None else torch.device("cpu")
+    device = torch.device(device or "cpu")
+
+    def features(y: torch.Tensor, x: torch.Tensor) -> float:
+        if feature_net is None:
+            return float("nan")
+        return float(L.feature_loss(y.to(device), x.to(device), feature_net, layers=("relu2_2",)))
+
+    scorers = {
+        "psnr_y": lambda y, x: sr_psnr(y, x, **conv),
+        "ssim_y": lambda y, x: sr_ssim(y, x, **conv),
+        "ms_ssim_y": lambda y, x: sr_ms_ssim(y, x, **conv) if side > 160 else float("nan"),
+        "psnr_rgb": lambda y, x: sr_psnr(y, x, channel="rgb", shave=0),
+        "sharpness": lambda y, x: sharpness_ratio(sr_view(y, **conv), sr_view(x, **conv),
+                                                  cutoff=0.5 / scale)[0],
+        "feature_distance": features,
+    }
+    return score_pairs(model_or_fn, (lr, hr), scorers, clip=(0.0, 1.0), device=device,
+                       return_outputs=return_outputs)
 
 
 def _val_pairs(pairs: tuple[torch.Tensor, torch.Tensor], scale: int, crop: int
