@@ -14,8 +14,8 @@ Experiments
     One DnCNN trained with each of eight losses on Gaussian noise, against tuned
     classical denoisers.
 ``despeckle-domains`` (:mod:`.despeckling`, Chapter 6)
-    Despeckling single-look SAR images in the linear and the dB domain with three losses,
-    against the Lee filter.
+    Despeckling single-look SAR images in the linear and the dB domain with four losses
+    (MSE, MSE + SSIM, ID-CNN's MSE + TV, MSE + an ENL-aware term), against the Lee filter.
 ``perceptual-adversarial`` (:mod:`.features`, Chapter 8)
     One small residual CNN trained to deblur with L1, L1 + perceptual and perceptual
     losses, then fine-tuned with L1 + lambda x adversarial (PatchGAN) for a sweep of lambda.

@@ -449,7 +449,7 @@ def despeckle_crops_figure(result: RunResult, image: int = 0, scale: str = "line
 
 EXPERIMENT = register(Experiment(
     name="despeckle-domains",
-    title="Despeckling (L = 1) in the linear and the dB domain, three losses, vs Lee",
+    title="Despeckling (L = 1) in the linear and the dB domain, four losses, vs Lee",
     sizes=DESPECKLE_SIZES,
     run=_run_despeckle_domains,
     chapter="notebooks/06_sar_speckle_db",
