@@ -113,8 +113,8 @@ def despeckle_enl_term(p: torch.Tensor, t: torch.Tensor, *, domain: str = "linea
     With :math:`x` the output and :math:`y` the clean target, both as intensities
     (converted from the dB scale when ``domain="dB"``):
 
-    .. math:: rac{1}{|M|}\sum_{q \in M}igl(\ln \mathrm{ENL}_x(q) -
-              \ln \mathrm{ENL}^\starigr)^2, \qquad \mathrm{ENL}^\star = 100,
+    .. math:: \frac{1}{|M|}\sum_{q \in M}\bigl(\ln \mathrm{ENL}_x(q) -
+              \ln \mathrm{ENL}^\star\bigr)^2, \qquad \mathrm{ENL}^\star = 100,
 
     over the pixels :math:`M` where the clean patch is flat (local
     :math:`\sigma/\mu < 2\,\%`, the chapter's test mask), with local statistics over the
