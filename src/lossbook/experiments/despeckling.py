@@ -25,6 +25,7 @@ from .. import losses as L
 from .. import sar
 from ..budget import get_budget
 from ..data import TEST_IMAGES, PatchSampler, load_images
+from ..diagnose import loss_balance
 from ..metrics import psnr as _psnr
 from ..metrics import ssim as _ssim
 from ..models import DnCNN
@@ -187,13 +188,9 @@ def despeckle_enl_weight(sizes: dict, domain: str, sampler: Callable | None = No
         if domain == "dB":
             sampler = _UnitDbSampler(sampler, sizes["floor_db"])
     noisy, target = sampler(max(sizes["batch_size"], 16), torch.Generator().manual_seed(0))
-    noisy, target = noisy.cpu().double(), target.cpu().double()
-    norms = []
-    for term in (L.mse, functools.partial(despeckle_enl_term, domain=domain,
-                                          floor_db=sizes["floor_db"])):
-        x = noisy.clone().requires_grad_(True)
-        (g,) = torch.autograd.grad(term(x, target), x)
-        norms.append(float(g.norm()))
+    enl = functools.partial(despeckle_enl_term, domain=domain, floor_db=sizes["floor_db"])
+    norms = loss_balance({"mse": (1.0, L.mse), "enl": (1.0, enl)}, noisy.cpu().double(),
+                         target.cpu().double()).grad_norm_output
     if not norms[1] > 0:
         raise RuntimeError("the ENL-aware term has no gradient on the balance batch: no "
                            "training patch has enough flat pixels. Use larger patches.")
