@@ -346,6 +346,10 @@ def machine_description(device: torch.device, threads: int) -> list[str]:
     lines.append(f"torch.set_num_threads({threads}); OMP_NUM_THREADS="
                  f"{os.environ.get('OMP_NUM_THREADS', 'unset')}; allocator env: "
                  f"{malloc or 'default'}")
+    caps = {k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
+            if k in os.environ}
+    if caps:  # an instruction set capped below the CPU's own (e.g. to measure AVX2 kernels)
+        lines.append(f"instruction-set caps: {caps}")
     if device.type == "cuda":
         lines.append(f"GPU: {torch.cuda.get_device_name(device)}")
     if hasattr(os, "getloadavg"):

@@ -197,6 +197,22 @@ def test_run_writes_json_and_resumes_after_a_kill(tmp_path):
     assert _metrics(again.payload) == _metrics(ref.payload)
 
 
+def test_denoise_trains_in_bf16_only_on_cpus_with_bf16_units(monkeypatch, tmp_path):
+    """The precision is asked for, used by ``fit`` and recorded, each way (the CPU probe
+    forced); a GPU keeps ``fit``'s own choice."""
+    from lossbook.experiments import denoising
+
+    for fast, amp, trained, recorded in ((True, "bf16", "bf16", "bf16 autocast"),
+                                         (False, "auto", "off", "float32")):
+        monkeypatch.setattr(denoising, "cpu_bf16_is_fast", lambda fast=fast: fast)
+        assert denoising.denoise_amp("cpu") == amp
+        assert denoising.denoise_amp(torch.device("cuda")) == "auto"
+        result = run_experiment("denoise-losses", budget="smoke", out=tmp_path / trained,
+                                progress=False, methods=["L2"], figures=False)
+        assert result.histories["L2"].amp == trained
+        assert result.payload["precision"] == recorded
+
+
 def test_load_results_says_how_to_make_them(tmp_path):
     with pytest.raises(FileNotFoundError, match="python -m lossbook run denoise-losses"):
         load_results("denoise-losses", tmp_path)

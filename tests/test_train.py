@@ -31,6 +31,7 @@ from lossbook.train import (
     check_output_path,
     checkpoint_lock,
     clean_stale_temporaries,
+    cpu_bf16_is_fast,
     fit,
     load_checkpoint,
     resolve_amp,
@@ -643,6 +644,26 @@ def test_fit_checks_its_own_arguments_naming_them():
         fit(lambda x: x, mse, sampler, **KW)
     with pytest.raises(TypeError, match="loss_fn must be callable"):
         fit(m, 3.0, sampler, **KW)
+
+
+def test_cpu_bf16_is_fast_follows_amx_and_the_onednn_cap(monkeypatch):
+    """Reference: the CPU's own flags (``amx_tile`` in /proc/cpuinfo, on Linux); then the
+    PyTorch probe forced each way, with and without oneDNN's ISA cap."""
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists() and hasattr(torch.cpu, "_is_amx_tile_supported"):
+        assert cpu_bf16_is_fast() == ("amx_tile" in cpuinfo.read_text().split())
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert cpu_bf16_is_fast() is True
+    for cap, fast in (("AVX2", False), ("avx512_core", False), ("AVX512_CORE_AMX", True),
+                      ("avx512_core_amx_fp16", True), ("ALL", True)):
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+        assert cpu_bf16_is_fast() is fast, cap
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert cpu_bf16_is_fast() is False
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")  # an older PyTorch
+    assert cpu_bf16_is_fast() is False
 
 
 def test_a_sampler_returning_the_wrong_things_is_named():

@@ -72,6 +72,7 @@ __all__ = [
     "History",
     "resolve_device",
     "resolve_amp",
+    "cpu_bf16_is_fast",
     "save_checkpoint",
     "load_checkpoint",
     "run_fingerprint",
@@ -179,8 +180,9 @@ def resolve_amp(amp: str | bool | None, device: torch.device) -> str:
     """Decide the autocast precision: ``"off"``, ``"bf16"`` or ``"fp16"``.
 
     ``"auto"`` (or ``True``) means bf16 on CUDA GPUs that support it, fp16 on other CUDA
-    GPUs, and off on the CPU (CPU autocast is slower than float32 for small
-    convolutions). ``"bf16"`` also works on the CPU; ``"fp16"`` needs CUDA.
+    GPUs, and off on the CPU: without AMX, CPU bf16 is emulated and slower than float32
+    (see :func:`cpu_bf16_is_fast` for the CPUs where it is faster). ``"bf16"`` also works
+    on the CPU; ``"fp16"`` needs CUDA.
     """
     if amp is None or amp is False or amp == "off":
         return "off"
@@ -200,6 +202,25 @@ def resolve_amp(amp: str | bool | None, device: torch.device) -> str:
     raise ValueError(
         f"amp must be 'auto', 'off', 'bf16', 'fp16', True, False or None; got {amp!r}."
     )
+
+
+def cpu_bf16_is_fast() -> bool:
+    """Whether this CPU runs bfloat16 convolutions and matrix products in hardware.
+
+    True where PyTorch reports AMX tiles (Intel Xeon 4th generation, "Sapphire Rapids",
+    and later) and oneDNN has not been capped below AMX with ``ONEDNN_MAX_CPU_ISA``.
+    There, bf16 autocast made a ``denoise-losses`` DnCNN training step (7 x 32, 16
+    patches of 40 x 40, two threads) about 2-3 times faster than float32
+    (``benchmarks/bench_train.py``). Without AMX, bf16 is emulated and slower than
+    float32 (about 14 times slower with oneDNN capped at AVX2), so :func:`resolve_amp`'s
+    ``"auto"`` keeps float32 on every CPU; an experiment that has measured bf16 on its
+    own networks may opt in with ``amp="bf16" if cpu_bf16_is_fast() else "auto"``.
+    """
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    if probe is None or not probe():
+        return False
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    return cap in ("", "ALL", "DEFAULT") or "AMX" in cap
 
 
 def _dist_active() -> bool:

@@ -48,7 +48,7 @@ from ..data import (
 from ..metrics import psnr as _psnr
 from ..models import DnCNN
 from ..stats import compare_methods
-from ..train import fit
+from ..train import cpu_bf16_is_fast, fit, resolve_amp
 from .core import (
     METRICS,
     Experiment,
@@ -73,6 +73,7 @@ __all__ = [
     "denoise_crops_figure",
     "make_denoiser",
     "denoise_seeds",
+    "denoise_amp",
     "denoise_checkpoint_name",
     "denoise_loss",
     "available_denoise_losses",
@@ -252,6 +253,19 @@ def make_denoiser(sizes: dict, seed: int = 0) -> DnCNN:
                      batch_norm=sizes["batch_norm"])
 
 
+def denoise_amp(device: str | torch.device) -> str:
+    """The training precision of ``denoise-losses`` on ``device``, for ``fit(amp=...)``.
+
+    ``"bf16"`` on a CPU with bfloat16 matrix units (:func:`lossbook.train.cpu_bf16_is_fast`:
+    AMX), where it made each training step 2-3 times faster than float32 and left the test
+    PSNR within the seed-to-seed spread (L2 at the ``cpu`` budget, two seeds each:
+    ``benchmarks/README.md``); ``"auto"`` otherwise, which is float32 on every other CPU
+    and bf16 (or fp16) autocast on a GPU. Evaluation is always in float32.
+    """
+    cpu = torch.device(device).type == "cpu"
+    return "bf16" if cpu and cpu_bf16_is_fast() else "auto"
+
+
 def denoise_seeds(sizes: dict) -> int:
     """How many seeds each learned method is trained with (``sizes["seeds"]``, default 1)."""
     n = int(sizes.get("seeds", 1))
@@ -337,6 +351,8 @@ def _run_denoise_losses(sizes: dict, *, workdir: Path, device: torch.device,
             parameter=tv_w)
 
     n_seeds = denoise_seeds(sizes)
+    amp = denoise_amp(device)
+    precision = resolve_amp(amp, torch.device(device))  # what fit will train in
     for method in methods_ok:
         evals, hists = [], []
         for seed in range(n_seeds):
@@ -348,7 +364,7 @@ def _run_denoise_losses(sizes: dict, *, workdir: Path, device: torch.device,
             cb = None if callback is None else functools.partial(callback, method)
             h = fit(model, denoise_loss(method, sizes), sampler, steps=sizes["steps"],
                     batch_size=sizes["batch_size"], lr=sizes["lr"], lr_schedule="cosine",
-                    device=device,
+                    device=device, amp=amp,
                     val_data=val, log_every=sizes["log_every"],
                     checkpoint=workdir / denoise_checkpoint_name(method, seed), seed=seed,
                     callback=cb, progress=progress)
@@ -378,6 +394,7 @@ def _run_denoise_losses(sizes: dict, *, workdir: Path, device: torch.device,
                   f"PSNR on {c}x{c} centre crops of the noisy test images. "
                   + _seeds_note(n_seeds)),
         "seeds": n_seeds,
+        "precision": "float32" if precision == "off" else f"{precision} autocast",
         "results": rows,
         "curves": curves,
     }
