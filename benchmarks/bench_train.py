@@ -8,7 +8,9 @@ of ``lossbook.experiments.DENOISE_SIZES[budget]`` and measures
 
 in each precision available (float32; on CUDA also bf16/fp16 autocast, and
 ``torch.compile`` with ``--compile``), then the end-to-end throughput of
-``lossbook.train.fit`` itself. On CUDA it also reports the peak GPU memory.
+``lossbook.train.fit`` itself, in the precision the experiment trains in
+(``experiments.denoise_amp``: bf16 on CPUs with AMX). On the CPU the model is
+channels-last, as in the experiment. On CUDA it also reports the peak GPU memory.
 
 Usage::
 
@@ -33,7 +35,7 @@ import time
 import torch
 
 from lossbook.data import PatchSampler, add_gaussian_noise, load_images
-from lossbook.experiments import DENOISE_SIZES
+from lossbook.experiments import DENOISE_SIZES, denoise_amp
 from lossbook.models import DnCNN
 from lossbook.train import autocast_for, fit, resolve_device
 
@@ -58,6 +60,12 @@ def _timeit(fn, device: torch.device, steps: int, warmup: int) -> float:
     return times[len(times) // 2]
 
 
+def _denoiser(s: dict, device: torch.device) -> DnCNN:
+    """The experiment's DnCNN on ``device``: channels-last on the CPU, as it trains there."""
+    model = DnCNN(depth=s["depth"], width=s["width"], batch_norm=s["batch_norm"]).to(device)
+    return model.to(memory_format=torch.channels_last) if device.type == "cpu" else model
+
+
 def bench_budget(budget: str, device: torch.device, *, steps: int, warmup: int,
                  compile_: bool = False, precisions: tuple[str, ...] | None = None) -> list[dict]:
     """Rows ``{budget, precision, compiled, data_ms, step_ms, images_per_s, ...}``."""
@@ -76,7 +84,7 @@ def bench_budget(budget: str, device: torch.device, *, steps: int, warmup: int,
     rows = []
     for amp in precisions:
         for compiled in (False, True) if compile_ else (False,):
-            model = DnCNN(depth=s["depth"], width=s["width"], batch_norm=s["batch_norm"]).to(device)
+            model = _denoiser(s, device)
             net = torch.compile(model) if compiled else model
             opt = torch.optim.Adam(model.parameters(), lr=1e-3)
             scaler = torch.amp.GradScaler("cuda", enabled=(amp == "fp16"))
@@ -102,10 +110,10 @@ def bench_budget(budget: str, device: torch.device, *, steps: int, warmup: int,
                 "peak_mem_mb": (torch.cuda.max_memory_allocated(device) / 2**20
                                 if device.type == "cuda" else None),
             })
-    # end to end, through fit (float32 or the auto precision)
-    model = DnCNN(depth=s["depth"], width=s["width"], batch_norm=s["batch_norm"])
+    # end to end, through fit, in the precision the experiment trains in
+    model = _denoiser(s, device)
     h = fit(model, torch.nn.MSELoss(), sampler, steps=warmup + steps, batch_size=bs,
-            device=device, progress=False, log_every=max(1, steps))
+            device=device, amp=denoise_amp(device), progress=False, log_every=max(1, steps))
     rows.append({"budget": budget, "device": str(device), "precision": f"fit ({h.amp})",
                  "compiled": False, "batch": bs, "patch": s["patch_size"],
                  "model": f"DnCNN {s['depth']}x{s['width']}",

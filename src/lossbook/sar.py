@@ -89,7 +89,8 @@ def _check_intensity(x: torch.Tensor, name: str = "x") -> None:
     check_finite(x, name)
     if bool((x < 0).any()):
         raise ValueError(
-            f"{name} must be a non-negative intensity; got a minimum of {float(x.min()):.4g} "
+            f"{name} must be a non-negative intensity; got a minimum of "
+            f"{float(x.detach().min()):.4g} "
             f"({int((x < 0).sum())} negative values). If {name} is in dB, convert it with "
             "from_db first; if it is an amplitude, square it."
         )

@@ -180,9 +180,8 @@ def resolve_amp(amp: str | bool | None, device: torch.device) -> str:
     """Decide the autocast precision: ``"off"``, ``"bf16"`` or ``"fp16"``.
 
     ``"auto"`` (or ``True``) means bf16 on CUDA GPUs that support it, fp16 on other CUDA
-    GPUs, and off on the CPU: without AMX, CPU bf16 is emulated and slower than float32
-    (see :func:`cpu_bf16_is_fast` for the CPUs where it is faster). ``"bf16"`` also works
-    on the CPU; ``"fp16"`` needs CUDA.
+    GPUs, and off on the CPU, where bf16 pays only on some processors (see
+    :func:`cpu_bf16_is_fast`). ``"bf16"`` also works on the CPU; ``"fp16"`` needs CUDA.
     """
     if amp is None or amp is False or amp == "off":
         return "off"
@@ -211,10 +210,12 @@ def cpu_bf16_is_fast() -> bool:
     and later) and oneDNN has not been capped below AMX with ``ONEDNN_MAX_CPU_ISA``.
     There, bf16 autocast made a ``denoise-losses`` DnCNN training step (7 x 32, 16
     patches of 40 x 40, two threads) about 2-3 times faster than float32
-    (``benchmarks/bench_train.py``). Without AMX, bf16 is emulated and slower than
-    float32 (about 14 times slower with oneDNN capped at AVX2), so :func:`resolve_amp`'s
-    ``"auto"`` keeps float32 on every CPU; an experiment that has measured bf16 on its
-    own networks may opt in with ``amp="bf16" if cpu_bf16_is_fast() else "auto"``.
+    (``benchmarks/bench_train.py``). With only AVX2, bf16 is emulated and far slower
+    than float32 (measured with oneDNN capped at AVX2: ``benchmarks/README.md``); CPUs
+    with AVX-512 BF16 but no AMX were not measured and count as not fast. Results change
+    with the precision, so :func:`resolve_amp`'s ``"auto"`` keeps float32 on every CPU;
+    an experiment that has measured bf16 on its own networks may opt in with
+    ``amp="bf16" if cpu_bf16_is_fast() else "auto"``.
     """
     probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
     if probe is None or not probe():
