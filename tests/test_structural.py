@@ -264,6 +264,46 @@ def test_chunked_equals_unchunked(gen, monkeypatch, budget):
         torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
 
 
+@pytest.mark.parametrize("size", [(23, 30), (64, 64), (90, 110), (140, 150)])
+def test_blur_and_its_adjoint_match_scipy(gen, size):
+    """Both blur algorithms (banded matrix products below _MATMUL_SIDES, depthwise
+    convolutions above) against scipy.ndimage.correlate1d's 'valid' region (float64,
+    1e-12), and the adjoint identity <blur(a), g> = <a, blur_adjoint(g)>."""
+    h, w = size
+    win = st.gaussian_window(11, 1.5, dtype=torch.float64).flatten()
+    a = torch.rand(2, 3, h, w, generator=gen, dtype=torch.float64)
+    k = win.numpy()
+    ref = scipy.ndimage.correlate1d(a.numpy(), k, axis=2, mode="constant")
+    ref = scipy.ndimage.correlate1d(ref, k, axis=3, mode="constant")[..., 5:h - 5, 5:w - 5]
+    out = st._blur(a, win)
+    torch.testing.assert_close(out, torch.from_numpy(ref), atol=1e-12, rtol=0)
+    g = torch.rand(out.shape, generator=gen, dtype=torch.float64)
+    lhs, rhs = (out * g).sum(), (a * st._blur_adjoint(g, win)).sum()
+    torch.testing.assert_close(lhs, rhs, atol=1e-10, rtol=1e-12)
+    assert st._by_matmul(a, h, w) == (h + w <= st._MATMUL_SIDES)
+
+
+def test_matrix_product_blur_equals_the_convolutions(gen, monkeypatch):
+    """SSIM and MS-SSIM with every blur forced to convolutions (_MATMUL_SIDES = 0): the
+    same values and gradients (float64, 1e-12) as with the matrix products."""
+    x, y = _pair(gen, (2, 3, 70, 60), noise=0.3)
+    mx, my = _pair(gen, (1, 1, 170, 180), noise=0.3)
+
+    def run():
+        out = []
+        for fn, a, b in [(ssim, x, y), (ms_ssim, mx, my)]:
+            a, b = a.clone().requires_grad_(), b.clone().requires_grad_()
+            v = fn(a, b, reduction="none")
+            v.sum().backward()
+            out += [v.detach(), a.grad, b.grad]
+        return out
+
+    by_matmul = run()
+    monkeypatch.setattr(st, "_MATMUL_SIDES", 0)
+    for a, b in zip(run(), by_matmul, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+
+
 def test_chunks_cover_every_row_once():
     for n, c, h, w, t, budget in [(5, 3, 100, 90, 11, 10_000), (4, 1, 64, 64, 11, 1 << 18),
                                   (1, 3, 1024, 1024, 11, 1 << 18)]:

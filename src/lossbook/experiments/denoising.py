@@ -257,9 +257,9 @@ def denoise_amp(device: str | torch.device) -> str:
     """The training precision of ``denoise-losses`` on ``device``, for ``fit(amp=...)``.
 
     ``"bf16"`` on a CPU with bfloat16 matrix units (:func:`lossbook.train.cpu_bf16_is_fast`:
-    AMX). There, at the ``cpu`` budget, it made the experiment 2.2 times faster than
-    float32 (215 s against 466 s), moved the test PSNR of the eight losses by -0.10 to
-    +0.09 dB, and kept the best learned method 1.04 dB above tuned TV-Chambolle
+    AMX). There, at the ``cpu`` budget, it made the experiment 2.4 times faster than
+    float32 (193 s against 466 s), moved the test PSNR of the eight losses by -0.10 to
+    +0.04 dB, and kept the best learned method 1.04 dB above tuned TV-Chambolle
     (``benchmarks/README.md``). ``"auto"`` otherwise: float32 on every other CPU, bf16
     (or fp16) autocast on a GPU. Evaluation is always in float32.
     """
