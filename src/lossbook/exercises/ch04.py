@@ -56,8 +56,9 @@ def check_luminance(fn: Callable, *, n_cases: int = 8, seed: int | None = None) 
     for case in range(n_cases):
         data_range = (1.0, 255.0)[case % 2]
         scale = 0.02 if case % 4 < 2 else 1.0  # small means: C1 is not negligible
-        # two means 20-80 % apart (in random order): nearly equal means give l ~ 1 for any
-        # formula, a case that could neither test an answer nor name its mistake
+        # the smaller mean is 20-80 % of the larger (in random order): nearly equal means
+        # give l ~ 1 for any formula, a case that could neither test an answer nor name
+        # its mistake
         u = torch.rand(3, generator=gen, dtype=torch.float64).tolist()
         mx = (0.2 + 0.8 * u[0]) * scale * data_range
         my = mx * (0.2 + 0.6 * u[1])
