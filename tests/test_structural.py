@@ -264,11 +264,14 @@ def test_chunked_equals_unchunked(gen, monkeypatch, budget):
         torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
 
 
+@pytest.mark.parametrize("shifts", [True, False])
 @pytest.mark.parametrize("size", [(23, 30), (64, 64), (90, 110), (140, 150)])
-def test_blur_and_its_adjoint_match_scipy(gen, size):
-    """Both blur algorithms (banded matrix products below _MATMUL_SIDES, depthwise
-    convolutions above) against scipy.ndimage.correlate1d's 'valid' region (float64,
-    1e-12), and the adjoint identity <blur(a), g> = <a, blur_adjoint(g)>."""
+def test_blur_and_its_adjoint_match_scipy(gen, size, shifts, monkeypatch):
+    """Every blur algorithm (banded matrix products below _MATMUL_SIDES; shifted sums, or
+    depthwise convolutions with _CPU_SHIFTS off, above) against
+    scipy.ndimage.correlate1d's 'valid' region (float64, 1e-12), and the adjoint identity
+    <blur(a), g> = <a, blur_adjoint(g)>."""
+    monkeypatch.setattr(st, "_CPU_SHIFTS", shifts)
     h, w = size
     win = st.gaussian_window(11, 1.5, dtype=torch.float64).flatten()
     a = torch.rand(2, 3, h, w, generator=gen, dtype=torch.float64)
@@ -283,9 +286,10 @@ def test_blur_and_its_adjoint_match_scipy(gen, size):
     assert st._by_matmul(a, h, w) == (h + w <= st._MATMUL_SIDES)
 
 
-def test_matrix_product_blur_equals_the_convolutions(gen, monkeypatch):
-    """SSIM and MS-SSIM with every blur forced to convolutions (_MATMUL_SIDES = 0): the
-    same values and gradients (float64, 1e-12) as with the matrix products."""
+def test_matrix_product_blur_equals_the_other_algorithms(gen, monkeypatch):
+    """SSIM and MS-SSIM with every blur forced to shifted sums (_MATMUL_SIDES = 0), then
+    to convolutions (_CPU_SHIFTS off too): the same values and gradients (float64, 1e-12)
+    as with the matrix products."""
     x, y = _pair(gen, (2, 3, 70, 60), noise=0.3)
     mx, my = _pair(gen, (1, 1, 170, 180), noise=0.3)
 
@@ -300,6 +304,9 @@ def test_matrix_product_blur_equals_the_convolutions(gen, monkeypatch):
 
     by_matmul = run()
     monkeypatch.setattr(st, "_MATMUL_SIDES", 0)
+    for a, b in zip(run(), by_matmul, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+    monkeypatch.setattr(st, "_CPU_SHIFTS", False)
     for a, b in zip(run(), by_matmul, strict=True):
         torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
 

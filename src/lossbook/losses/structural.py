@@ -29,13 +29,18 @@ by rounding and are clamped at 0.
 
 Implementation (CPU speed and accuracy; each choice measured, see benchmarks/README.md):
 
-* **One blur for five maps.** The maps :math:`x, y, x^2, y^2, xy` are written straight
-  into one stacked tensor, channels-last in memory (PyTorch's CPU depthwise convolution
-  is about twice as fast in that layout), and blurred by a single separable convolution
-  (a 1-D kernel along H, then along W). The pointwise work that follows reads the
-  blurred maps in place and writes the adjoint's inputs straight into their own stack;
-  that cut forward+backward time by 15-24 % for one-channel images and by 0-10 % for
-  colour ones (interleaved A/B, one thread).
+* **One blur for five maps, in dense memory.** The maps :math:`x, y, x^2, y^2, xy` are
+  written straight into one stacked contiguous tensor and blurred together, separably
+  (a 1-D window along H, then along W). The pointwise work that follows reads the
+  blurred maps in place and writes the adjoint's inputs straight into their own stack.
+  Every map stays a dense block: on an AVX2 CPU a pointwise operation on the
+  channel-slice of a channels-last stack was 5.6 times slower than on a dense map (PyTorch
+  does not vectorise the strided loop), and converting layouts around the convolutions
+  cost as much as it saved. So on the CPU each 1-D pass is a sum of ``win_size``
+  shifted slices scaled by the taps (dense, vectorised passes); for small images, two
+  banded matrix products (:data:`_MATMUL_SIDES`); on a GPU, depthwise convolutions. On a
+  2-core AMD EPYC (AVX2), forward+backward of ``4x3x512x512`` went from about 158 to 140
+  ms and of ``8x1x256x256`` from about 31 to 23 ms (one thread).
 * **Chunks.** The batch is processed a few images at a time, and an image larger than a
   chunk in bands of rows (each band reads ``win_size - 1`` extra rows), so that every
   temporary stays near 2.5 MiB (:data:`_CHUNK_ELEMENTS`). Without chunks the stacked maps
@@ -240,6 +245,18 @@ def _by_matmul(t: torch.Tensor, h: int, w: int) -> bool:
     return t.device.type == "cpu" and h + w <= _MATMUL_SIDES
 
 
+#: On the CPU, blur larger images by sums of shifted slices (:func:`_shift_sum`) rather
+#: than depthwise convolutions, whose fast (channels-last) layout makes the pointwise work
+#: around them slow (see the module docstring). A switch for the tests.
+_CPU_SHIFTS = True
+
+
+def _by_shifts(t: torch.Tensor) -> bool:
+    """Whether maps on ``t``'s device (too large for matrix products) are blurred by
+    shifted sums."""
+    return t.device.type == "cpu" and _CPU_SHIFTS
+
+
 def _band(n: int, win: torch.Tensor) -> torch.Tensor:
     """The (n - t + 1, n) matrix of 'valid' filtering by ``win`` (t taps): row i holds
     ``win`` in columns i .. i + t - 1."""
@@ -250,44 +267,73 @@ def _band(n: int, win: torch.Tensor) -> torch.Tensor:
 
 
 def _blur(stacked: torch.Tensor, win: torch.Tensor) -> torch.Tensor:
-    """Separable 'valid' filtering of every channel of ``stacked`` (N, K, H, W) by ``win``.
+    """Separable 'valid' filtering of every channel of contiguous ``stacked`` (N, K, H, W)
+    by ``win``, returned contiguous.
 
-    One depthwise (grouped) convolution along H, then one along W, over all ``K`` channels
-    at once; for small maps on the CPU (:data:`_MATMUL_SIDES`), the products
-    :math:`A_H X A_W^T` with the banded matrices of :func:`_band`.
+    On the CPU, sums of shifted slices (:func:`_shift_sum`), along H then W, or for small
+    maps (:data:`_MATMUL_SIDES`) the products :math:`A_H X A_W^T` with the banded matrices
+    of :func:`_band`; elsewhere (and with :data:`_CPU_SHIFTS` off), one depthwise (grouped)
+    convolution along H, then one along W, over all ``K`` channels at once.
     """
     k, t = stacked.shape[1], win.numel()
     h, w = stacked.shape[-2:]
     if _by_matmul(stacked, h, w):
         return torch.matmul(torch.matmul(_band(h, win), stacked), _band(w, win).T)
-    out = F.conv2d(stacked, win.view(1, 1, t, 1).expand(k, 1, t, 1), groups=k)
-    return F.conv2d(out, win.view(1, 1, 1, t).expand(k, 1, 1, t), groups=k)
+    if _by_shifts(stacked):
+        return _shift_sum(_shift_sum(stacked, win, -2), win, -1)
+    out = F.conv2d(_channels_last(stacked), win.view(1, 1, t, 1).expand(k, 1, t, 1), groups=k)
+    return F.conv2d(out, win.view(1, 1, 1, t).expand(k, 1, 1, t), groups=k).contiguous()
+
+
+def _shift_sum(x: torch.Tensor, win: torch.Tensor, dim: int) -> torch.Tensor:
+    """'Valid' filtering of contiguous ``x`` along ``dim`` by ``win``: the sum of ``t``
+    shifted slices, each scaled by a tap (dense, vectorised passes, no layout change)."""
+    taps = win.tolist()
+    t, n = len(taps), x.shape[dim] - len(taps) + 1
+    out = torch.mul(x.narrow(dim, 0, n), taps[0])
+    for k in range(1, t):
+        out.add_(x.narrow(dim, k, n), alpha=taps[k])
+    return out
+
+
+def _shift_sum_adjoint(g: torch.Tensor, win: torch.Tensor, dim: int) -> torch.Tensor:
+    """The adjoint of :func:`_shift_sum`: each tap's scaled copy of ``g`` added back at
+    its shift ('full' filtering with the flipped window)."""
+    taps = win.tolist()
+    t = len(taps)
+    shape = list(g.shape)
+    n = shape[dim]
+    shape[dim] = n + t - 1
+    out = g.new_zeros(shape)
+    for k in range(t):
+        out.narrow(dim, k, n).add_(g, alpha=taps[k])
+    return out
 
 
 def _blur_adjoint(g: torch.Tensor, win: torch.Tensor) -> torch.Tensor:
     """The adjoint of :func:`_blur`: 'full' filtering from (N, K, H', W') back to (N, K, H, W).
 
     A zero-padded convolution with the flipped window (faster on the CPU than
-    ``conv_transpose2d``), in the memory layout of ``g``; for small maps on the CPU,
-    :math:`A_H^T G A_W`.
+    ``conv_transpose2d``); for small maps on the CPU, :math:`A_H^T G A_W`. Contiguous
+    in, contiguous out, like :func:`_blur`.
     """
     k, t = g.shape[1], win.numel()
     h, w = g.shape[-2] + t - 1, g.shape[-1] + t - 1
     if _by_matmul(g, h, w):
         return torch.matmul(torch.matmul(_band(h, win).T, g), _band(w, win))
+    if _by_shifts(g):
+        return _shift_sum_adjoint(_shift_sum_adjoint(g, win, -1), win, -2)
     w_flip = win.flip(0)
-    out = F.conv2d(g, w_flip.view(1, 1, 1, t).expand(k, 1, 1, t), groups=k, padding=(0, t - 1))
+    out = F.conv2d(_channels_last(g), w_flip.view(1, 1, 1, t).expand(k, 1, 1, t), groups=k,
+                   padding=(0, t - 1))
     return F.conv2d(out, w_flip.view(1, 1, t, 1).expand(k, 1, t, 1), groups=k,
-                    padding=(t - 1, 0))
+                    padding=(t - 1, 0)).contiguous()
 
 
-def _stack_last(maps: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Concatenate (N, C, H, W) maps along channels, channels-last in memory.
-
-    PyTorch's CPU depthwise convolution is about twice as fast in that layout.
-    """
-    out = torch.cat([m.permute(0, 2, 3, 1) for m in maps], dim=3)
-    return out.permute(0, 3, 1, 2)
+def _channels_last(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in channels-last memory, where PyTorch's CPU depthwise convolution is about
+    twice as fast as in the contiguous layout (one copy, well worth it)."""
+    return t.contiguous(memory_format=torch.channels_last)
 
 
 def _reference(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, float]:
@@ -316,7 +362,7 @@ def _raw_moments(
     c = x.shape[1]
     r, _ = _reference(x.detach(), y.detach())
     xc, yc = x - r, y - r
-    stats = _blur(_stack_last([xc, yc, xc * xc, yc * yc, xc * yc]), win).contiguous()
+    stats = _blur(torch.cat([xc, yc, xc * xc, yc * yc, xc * yc], dim=1), win)
     m_x, m_y, e_xx, e_yy, e_xy = stats.split(c, dim=1)
     return m_x + r, m_y + r, e_xx - m_x * m_x, e_yy - m_y * m_y, e_xy - m_x * m_y
 
@@ -354,26 +400,15 @@ def _chunks(n: int, c: int, h: int, w: int, t: int, budget: int) -> list[tuple[i
     return [(b, b + 1, r0, r1) for b in range(n) for (r0, r1) in bands]
 
 
-def _new_stack(like: torch.Tensor, k: int, sides: tuple[int, int]) -> torch.Tensor:
-    """An empty (n, k, h, w) tensor for ``k`` maps shaped like ``like`` (n, ., h, w), in
-    the layout the blur of images of ``sides`` (H, W) is fastest with: channels-last for
-    the convolutions of :func:`_blur` and :func:`_blur_adjoint`, contiguous for their
-    matrix products (each map then a dense block)."""
-    n, _, h, w = like.shape
-    if _by_matmul(like, *sides):
-        return like.new_empty(n, k, h, w)
-    return like.new_empty(n, h, w, k).permute(0, 3, 1, 2)
-
-
 def _stack_moments(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``x, y, x*x, y*y, x*y`` (each (n, C, h, W)) stacked along channels, in the layout
-    :func:`_blur` is fastest with (:func:`_new_stack`).
+    """``x, y, x*x, y*y, x*y`` (each (n, C, h, W)) stacked along channels, contiguous.
 
     Each map is written once, straight into the stacked tensor (the products are not
-    formed first and then copied, as :func:`_stack_last` would).
+    formed first and then copied, as ``torch.cat`` would).
     """
     c = x.shape[1]
-    out = _new_stack(x, 5 * c, x.shape[-2:])
+    n, _, h, w = x.shape
+    out = x.new_empty(n, 5 * c, h, w)
     out[:, :c].copy_(x)
     out[:, c:2 * c].copy_(y)
     torch.mul(x, x, out=out[:, 2 * c:3 * c])
@@ -387,13 +422,12 @@ def _ssim_chunk(x, y, r, win, c1, c2, cs_only, need_x, need_y, inv_m):
 
     ``x``, ``y`` (n, C, h, W) already centred: the true values are ``x + r`` (``r`` is
     (n, C, 1, 1)); ``r`` matters only to the luminance term.
-    Returns ``(sums (n, C), gx, gy)``; ``gx``/``gy`` are (n, C, h, W) (channels-last in
-    memory where :func:`_blur` convolves), or None.
+    Returns ``(sums (n, C), gx, gy)``; ``gx``/``gy`` are contiguous (n, C, h, W), or None.
     """
     c = x.shape[1]
     stacked = _stack_moments(x, y)
     blurred = _blur(stacked, win)
-    m_x, m_y = blurred[:, :c].contiguous(), blurred[:, c:2 * c].contiguous()
+    m_x, m_y = blurred[:, :c], blurred[:, c:2 * c]
     e_xx, e_yy, e_xy = blurred[:, 2 * c:3 * c], blurred[:, 3 * c:4 * c], blurred[:, 4 * c:]
     var_x = torch.addcmul(e_xx, m_x, m_x, value=-1, out=torch.empty_like(m_x))
     var_y = torch.addcmul(e_yy, m_y, m_y, value=-1, out=torch.empty_like(m_y))
@@ -423,7 +457,7 @@ def _ssim_chunk(x, y, r, win, c1, c2, cs_only, need_x, need_y, inv_m):
     #   G = w* d_mx - x (w* (-2 d_exx)) + y (w* d_cov)
     k = 2.0 * inv_m
     b2.reciprocal_().mul_(k)  # k / B2
-    back_in = _new_stack(m_x, (5 if need_y else 3) * c, x.shape[-2:])
+    back_in = x.new_empty(x.shape[0], (5 if need_y else 3) * c, *m_x.shape[-2:])
     d_xy = back_in[:, 2 * c:3 * c]  # d_cov, written straight into the stack
     neg_exx = back_in[:, c:2 * c]  # -2 d_exx, likewise
     if cs_only:
@@ -448,9 +482,8 @@ def _ssim_chunk(x, y, r, win, c1, c2, cs_only, need_x, need_y, inv_m):
             d_my.addcmul_(mu_x, d_a1).addcmul_(mu_y, neg_b1, value=-1)
         back_in[:, 3 * c:4 * c].copy_(d_my)
     back = _blur_adjoint(back_in, win).split(c, dim=1)
-    xs, ys = stacked[:, :c], stacked[:, c:2 * c]
-    gx = back[0].addcmul(xs, back[1], value=-1).addcmul_(ys, back[2]) if need_x else None
-    gy = back[3].addcmul(ys, back[4], value=-1).addcmul_(xs, back[2]) if need_y else None
+    gx = back[0].addcmul(x, back[1], value=-1).addcmul_(y, back[2]) if need_x else None
+    gy = back[3].addcmul(y, back[4], value=-1).addcmul_(x, back[2]) if need_y else None
     return sums, gx, gy
 
 
@@ -479,9 +512,8 @@ class _SSIMMean(torch.autograd.Function):
         inv_m = 1.0 / ((h - t + 1) * (w - t + 1))
         budget = _CHUNK_ELEMENTS if x.device.type == "cpu" else 1 << 62
         sums = x.new_zeros(n, c)
-        last = dict(memory_format=torch.channels_last)
-        gx = torch.zeros_like(x, **last) if need_x else None
-        gy = torch.zeros_like(y, **last) if need_y else None
+        gx = torch.zeros_like(x, memory_format=torch.contiguous_format) if need_x else None
+        gy = torch.zeros_like(y, memory_format=torch.contiguous_format) if need_y else None
         for b0, b1, r0, r1 in _chunks(n, c, h, w, t, budget):
             rows = slice(r0, r1 + t - 1)
             rc = r[b0:b1]
