@@ -21,7 +21,8 @@ def _gradient_norms(pred: torch.Tensor, target: torch.Tensor) -> tuple[float, fl
     p = pred.clone().requires_grad_(True)
     l_ssim = 1 - ssim(p, target)
     (g_ssim,) = torch.autograd.grad(l_ssim, p)
-    return float(g_mse.norm()), float(g_ssim.norm()), float(l_mse), float(l_ssim)
+    return (float(g_mse.norm()), float(g_ssim.norm()), float(l_mse.detach()),
+            float(l_ssim.detach()))
 
 
 def check_balance_weight(fn: Callable, *, n_cases: int = 4, seed: int | None = None) -> str:
