@@ -39,8 +39,8 @@ Implementation (CPU speed and accuracy; each choice measured, see benchmarks/REA
   cost as much as it saved. So on the CPU each 1-D pass is a sum of ``win_size``
   shifted slices scaled by the taps (dense, vectorised passes); for small images, two
   banded matrix products (:data:`_MATMUL_SIDES`); on a GPU, depthwise convolutions. On a
-  2-core AMD EPYC (AVX2), forward+backward of ``4x3x512x512`` went from about 158 to 140
-  ms and of ``8x1x256x256`` from about 31 to 23 ms (one thread).
+  2-core AMD EPYC (AVX2), forward+backward of ``4x3x512x512`` went from 149 to 123 ms
+  and of ``8x1x256x256`` from 31 to 23 ms (old and new code side by side, one thread).
 * **Chunks.** The batch is processed a few images at a time, and an image larger than a
   chunk in bands of rows (each band reads ``win_size - 1`` extra rows), so that every
   temporary stays near 2.5 MiB (:data:`_CHUNK_ELEMENTS`). Without chunks the stacked maps
@@ -313,9 +313,9 @@ def _shift_sum_adjoint(g: torch.Tensor, win: torch.Tensor, dim: int) -> torch.Te
 def _blur_adjoint(g: torch.Tensor, win: torch.Tensor) -> torch.Tensor:
     """The adjoint of :func:`_blur`: 'full' filtering from (N, K, H', W') back to (N, K, H, W).
 
-    A zero-padded convolution with the flipped window (faster on the CPU than
-    ``conv_transpose2d``); for small maps on the CPU, :math:`A_H^T G A_W`. Contiguous
-    in, contiguous out, like :func:`_blur`.
+    On the CPU, :func:`_shift_sum_adjoint` along W then H, or for small maps
+    :math:`A_H^T G A_W`; elsewhere a zero-padded convolution with the flipped window
+    (faster than ``conv_transpose2d``). Contiguous in, contiguous out, like :func:`_blur`.
     """
     k, t = g.shape[1], win.numel()
     h, w = g.shape[-2] + t - 1, g.shape[-1] + t - 1
