@@ -304,8 +304,10 @@ def _shift_sum_adjoint(g: torch.Tensor, win: torch.Tensor, dim: int) -> torch.Te
     shape = list(g.shape)
     n = shape[dim]
     shape[dim] = n + t - 1
-    out = g.new_zeros(shape)
-    for k in range(t):
+    out = g.new_empty(shape)
+    torch.mul(g, taps[0], out=out.narrow(dim, 0, n))  # the first tap sets, no zero fill
+    out.narrow(dim, n, t - 1).zero_()
+    for k in range(1, t):
         out.narrow(dim, k, n).add_(g, alpha=taps[k])
     return out
 
@@ -487,6 +489,20 @@ def _ssim_chunk(x, y, r, win, c1, c2, cs_only, need_x, need_y, inv_m):
     return sums, gx, gy
 
 
+def _put_rows(g: torch.Tensor, part: torch.Tensor, r0: int, r1: int, t: int) -> None:
+    """Write a chunk's gradient (input rows ``r0 .. r1 + t - 1``) into ``g``.
+
+    Bands of one image come in order (:func:`_chunks`), so the first ``t - 1`` rows of a
+    band after the first were written by the band before: those are added to, the rest
+    copied (every row of ``g`` is written, so ``g`` needs no zero fill).
+    """
+    if r0 == 0:
+        g[:, :, :r1 + t - 1].copy_(part)
+        return
+    g[:, :, r0:r0 + t - 1] += part[:, :, :t - 1]
+    g[:, :, r0 + t - 1:r1 + t - 1].copy_(part[:, :, t - 1:])
+
+
 class _SSIMMean(torch.autograd.Function):
     r"""Per-channel mean of the SSIM map (or of the cs map), gradient computed with it.
 
@@ -512,8 +528,8 @@ class _SSIMMean(torch.autograd.Function):
         inv_m = 1.0 / ((h - t + 1) * (w - t + 1))
         budget = _CHUNK_ELEMENTS if x.device.type == "cpu" else 1 << 62
         sums = x.new_zeros(n, c)
-        gx = torch.zeros_like(x, memory_format=torch.contiguous_format) if need_x else None
-        gy = torch.zeros_like(y, memory_format=torch.contiguous_format) if need_y else None
+        gx = torch.empty_like(x, memory_format=torch.contiguous_format) if need_x else None
+        gy = torch.empty_like(y, memory_format=torch.contiguous_format) if need_y else None
         for b0, b1, r0, r1 in _chunks(n, c, h, w, t, budget):
             rows = slice(r0, r1 + t - 1)
             rc = r[b0:b1]
@@ -523,9 +539,9 @@ class _SSIMMean(torch.autograd.Function):
                                       need_y, inv_m)
             sums[b0:b1] += s
             if gxc is not None:
-                gx[b0:b1, :, rows] += gxc
+                _put_rows(gx[b0:b1], gxc, r0, r1, t)
             if gyc is not None:
-                gy[b0:b1, :, rows] += gyc
+                _put_rows(gy[b0:b1], gyc, r0, r1, t)
         ctx.save_for_backward(gx, gy)
         return sums / ((h - t + 1) * (w - t + 1))  # a division: exactly 1 when x == y
 
