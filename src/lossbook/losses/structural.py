@@ -402,32 +402,36 @@ def _chunks(n: int, c: int, h: int, w: int, t: int, budget: int) -> list[tuple[i
     return [(b, b + 1, r0, r1) for b in range(n) for (r0, r1) in bands]
 
 
-def _stack_moments(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``x, y, x*x, y*y, x*y`` (each (n, C, h, W)) stacked along channels, contiguous.
+def _stack_moments(x: torch.Tensor, y: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
+    """``a, b, a*a, b*b, a*b`` with ``a = x - centre``, ``b = y - centre`` (each
+    (n, C, h, W); ``centre`` (n, C, 1, 1)), stacked along channels, contiguous.
 
-    Each map is written once, straight into the stacked tensor (the products are not
-    formed first and then copied, as ``torch.cat`` would).
+    Each map is written once, straight into the stacked tensor (the centred images and
+    the products are not formed first and then copied, as ``torch.cat`` would).
     """
     c = x.shape[1]
     n, _, h, w = x.shape
     out = x.new_empty(n, 5 * c, h, w)
-    out[:, :c].copy_(x)
-    out[:, c:2 * c].copy_(y)
-    torch.mul(x, x, out=out[:, 2 * c:3 * c])
-    torch.mul(y, y, out=out[:, 3 * c:4 * c])
-    torch.mul(x, y, out=out[:, 4 * c:])
+    a, b = out[:, :c], out[:, c:2 * c]
+    torch.sub(x, centre, out=a)
+    torch.sub(y, centre, out=b)
+    torch.mul(a, a, out=out[:, 2 * c:3 * c])
+    torch.mul(b, b, out=out[:, 3 * c:4 * c])
+    torch.mul(a, b, out=out[:, 4 * c:])
     return out
 
 
-def _ssim_chunk(x, y, r, win, c1, c2, cs_only, need_x, need_y, inv_m):
+def _ssim_chunk(x, y, centre, r, win, c1, c2, cs_only, need_x, need_y, inv_m):
     """SSIM (or cs) map sums of one chunk, and the chunk's input gradients of their mean.
 
-    ``x``, ``y`` (n, C, h, W) already centred: the true values are ``x + r`` (``r`` is
-    (n, C, 1, 1)); ``r`` matters only to the luminance term.
+    ``x``, ``y`` (n, C, h, W): the moments are taken of ``x - centre`` and
+    ``y - centre``; the true values are those plus ``r`` (``centre`` and ``r`` are
+    (n, C, 1, 1)), and ``r`` matters only to the luminance term.
     Returns ``(sums (n, C), gx, gy)``; ``gx``/``gy`` are contiguous (n, C, h, W), or None.
     """
     c = x.shape[1]
-    stacked = _stack_moments(x, y)
+    stacked = _stack_moments(x, y, centre)
+    x, y = stacked[:, :c], stacked[:, c:2 * c]  # centred, dense
     blurred = _blur(stacked, win)
     m_x, m_y = blurred[:, :c], blurred[:, c:2 * c]
     e_xx, e_yy, e_xy = blurred[:, 2 * c:3 * c], blurred[:, 3 * c:4 * c], blurred[:, 4 * c:]
@@ -533,10 +537,9 @@ class _SSIMMean(torch.autograd.Function):
         for b0, b1, r0, r1 in _chunks(n, c, h, w, t, budget):
             rows = slice(r0, r1 + t - 1)
             rc = r[b0:b1]
-            xc = x[b0:b1, :, rows] - rc
-            yc = y[b0:b1, :, rows] - rc
-            s, gxc, gyc = _ssim_chunk(xc, yc, rc + shift[b0:b1], win, c1, c2, cs_only, need_x,
-                                      need_y, inv_m)
+            s, gxc, gyc = _ssim_chunk(x[b0:b1, :, rows], y[b0:b1, :, rows], rc,
+                                      rc + shift[b0:b1], win, c1, c2, cs_only, need_x, need_y,
+                                      inv_m)
             sums[b0:b1] += s
             if gxc is not None:
                 _put_rows(gx[b0:b1], gxc, r0, r1, t)
