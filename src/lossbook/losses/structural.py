@@ -38,9 +38,12 @@ Implementation (CPU speed and accuracy; each choice measured, see benchmarks/REA
   does not vectorise the strided loop), and converting layouts around the convolutions
   cost as much as it saved. So on the CPU each 1-D pass is a sum of ``win_size``
   shifted slices scaled by the taps (dense, vectorised passes); for small images, two
-  banded matrix products (:data:`_MATMUL_SIDES`); on a GPU, depthwise convolutions. On a
-  2-core AMD EPYC (AVX2), forward+backward of ``4x3x512x512`` went from 149 to 123 ms
-  and of ``8x1x256x256`` from 31 to 23 ms (old and new code side by side, one thread).
+  banded matrix products (:data:`_MATMUL_SIDES`); on a GPU, depthwise convolutions.
+  Nothing is zero-filled (the adjoint's first tap sets its output; a chunk's gradient
+  rows are copied and only a band's halo rows added), and each chunk is centred
+  straight into the stack. On a 2-core AMD EPYC (AVX2) these took forward+backward
+  time down by 20-30 % for every benchmark shape (old and new code side by side, one
+  thread).
 * **Chunks.** The batch is processed a few images at a time, and an image larger than a
   chunk in bands of rows (each band reads ``win_size - 1`` extra rows), so that every
   temporary stays near 2.5 MiB (:data:`_CHUNK_ELEMENTS`). Without chunks the stacked maps
