@@ -41,8 +41,8 @@ Implementation (CPU speed and accuracy; each choice measured, see benchmarks/REA
   banded matrix products (:data:`_MATMUL_SIDES`); on a GPU, depthwise convolutions.
   Nothing is zero-filled (the adjoint's first tap sets its output; a chunk's gradient
   rows are copied and only a band's halo rows added), and each chunk is centred
-  straight into the stack. On a 2-core AMD EPYC (AVX2) these took forward+backward
-  time down by 20-30 % for every benchmark shape (old and new code side by side, one
+  straight into the stack. On a 2-core AMD EPYC (AVX2) these took 30-40 % off the
+  forward+backward time of every benchmark shape (old and new code side by side, one
   thread).
 * **Chunks.** The batch is processed a few images at a time, and an image larger than a
   chunk in bands of rows (each band reads ``win_size - 1`` extra rows), so that every
