@@ -84,6 +84,7 @@ import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -510,6 +511,66 @@ def _put_rows(g: torch.Tensor, part: torch.Tensor, r0: int, r1: int, t: int) -> 
     g[:, :, r0 + t - 1:r1 + t - 1].copy_(part[:, :, t - 1:])
 
 
+#: On the CPU, compute SSIM with the compiled kernel of :mod:`._ssim_fused` where Numba
+#: is installed (it is a dependency); off, or without Numba, the PyTorch operations
+#: above. A switch for the tests and the benchmark.
+_CPU_FUSED = True
+
+
+@functools.lru_cache(maxsize=1)
+def _load_fused():
+    """The module :mod:`._ssim_fused` (its kernel compiles on first use), or None where
+    Numba cannot be imported."""
+    try:
+        from . import _ssim_fused
+    except ImportError:  # pragma: no cover - numba is a dependency
+        return None
+    return _ssim_fused
+
+
+def _fused_kernel(x: torch.Tensor, win: torch.Tensor):
+    """The fused CPU kernel's module where it applies to ``x`` and ``win``, else None.
+
+    It applies on the CPU, for float32 and float64, and for symmetric windows (its adjoint
+    uses the window as its own flip; the Gaussian and uniform windows are symmetric).
+    """
+    if not _CPU_FUSED or x.device.type != "cpu" or x.dtype not in (torch.float32,
+                                                                    torch.float64):
+        return None
+    if not torch.equal(win, win.flip(0)):
+        return None
+    return _load_fused()
+
+
+def _fused_means(kernel, x, y, win, c1, c2, cs_only, r, shift, need_x, need_y):
+    """:class:`_SSIMMean`'s forward by the compiled kernel: per-channel means (N, C) and
+    the gradient maps of the means (or None), as the chunked PyTorch path computes them."""
+    n, c, h, w = x.shape
+    t = win.numel()
+    m = (h - t + 1) * (w - t + 1)
+    planes = n * c
+
+    def as_planes(v):
+        return v.detach().contiguous().view(planes, h, w).numpy()
+
+    def per_plane(v):
+        return v.detach().reshape(planes).contiguous().numpy()
+
+    dtype = np.float64 if x.dtype == torch.float64 else np.float32
+    gx = torch.empty(n, c, h, w, dtype=x.dtype) if need_x else None
+    gy = torch.empty(n, c, h, w, dtype=x.dtype) if need_y else None
+    unused = np.empty((0, 0, 0), dtype)
+    sums = np.empty(planes, np.float64)
+    kernel.ssim_planes(
+        as_planes(x), as_planes(y), per_plane(r), per_plane(r + shift),
+        win.detach().contiguous().numpy(),
+        np.array([c1, c2, 2.0 / m, 0.0, 1.0], dtype), bool(cs_only), bool(need_x),
+        bool(need_y), sums, unused if gx is None else gx.view(planes, h, w).numpy(),
+        unused if gy is None else gy.view(planes, h, w).numpy(), *kernel.workspace(w, t, dtype))
+    means = (torch.from_numpy(sums) / m).to(x.dtype).view(n, c)
+    return means, gx, gy
+
+
 class _SSIMMean(torch.autograd.Function):
     r"""Per-channel mean of the SSIM map (or of the cs map), gradient computed with it.
 
@@ -530,6 +591,12 @@ class _SSIMMean(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, y, win, c1, c2, cs_only, r, shift):  # noqa: D102
         need_x, need_y = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        kernel = _fused_kernel(x, win)
+        if kernel is not None:
+            means, gx, gy = _fused_means(kernel, x, y, win, c1, c2, cs_only, r, shift, need_x,
+                                         need_y)
+            ctx.save_for_backward(gx, gy)
+            return means
         n, c, h, w = x.shape
         t = win.numel()
         inv_m = 1.0 / ((h - t + 1) * (w - t + 1))
