@@ -50,6 +50,17 @@ TOL = 1e-6
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+@pytest.fixture(params=["fused kernel", "pytorch ops"])
+def ssim_path(request, monkeypatch):
+    """Run a test on both CPU implementations: the compiled kernel (the default) and the
+    PyTorch operations (CUDA's path, and the CPU's without Numba)."""
+    monkeypatch.setattr(st, "_CPU_FUSED", request.param == "fused kernel")
+    return request.param
+
+
+both_paths = pytest.mark.usefixtures("ssim_path")
+
+
 def _pair(gen, shape, noise=0.15, dtype=torch.float64, scale=1.0):
     y = torch.rand(*shape, generator=gen, dtype=dtype)
     x = (y + noise * torch.randn(*shape, generator=gen, dtype=dtype)).clamp(0, 1)
@@ -118,6 +129,7 @@ def test_window_is_cached_per_device_and_dtype():
 # ------------------------------------------------------------- SSIM vs the references
 
 
+@both_paths
 @pytest.mark.parametrize("shape", [(2, 1, 32, 32), (1, 3, 48, 64), (3, 2, 11, 23)])
 @pytest.mark.parametrize("data_range", [1.0, 255.0])
 def test_ssim_matches_pytorch_msssim_random(gen, shape, data_range):
@@ -128,6 +140,7 @@ def test_ssim_matches_pytorch_msssim_random(gen, shape, data_range):
     torch.testing.assert_close(ours, theirs, atol=TOL, rtol=0)
 
 
+@both_paths
 @pytest.mark.parametrize("data_range", [1.0, 255.0])
 def test_ssim_matches_references_on_real_images(data_range):
     gray = _camera() * data_range
@@ -141,6 +154,7 @@ def test_ssim_matches_references_on_real_images(data_range):
         assert 0.3 < float(ours) < 0.999  # a real, non-trivial comparison
 
 
+@both_paths
 @pytest.mark.parametrize("shape", [(2, 1, 40, 40), (1, 3, 33, 47)])
 def test_ssim_matches_skimage_gaussian(gen, shape):
     x, y = _pair(gen, shape, noise=0.3)
@@ -148,6 +162,7 @@ def test_ssim_matches_skimage_gaussian(gen, shape):
     np.testing.assert_allclose(ssim(x, y, reduction="none").numpy(), sk, atol=TOL, rtol=0)
 
 
+@both_paths
 @pytest.mark.parametrize("win_size", [7, 11])
 def test_uniform_window_matches_skimage(gen, win_size):
     x, y = _pair(gen, (2, 2, 36, 30), noise=0.2)
@@ -168,6 +183,7 @@ def test_skimage_defaults_differ_from_wang_et_al():
 # -------------------------------------------------------------------------- MS-SSIM
 
 
+@both_paths
 @pytest.mark.parametrize("shape,data_range", [((2, 1, 176, 192), 1.0), ((1, 3, 192, 176), 255.0)])
 def test_ms_ssim_matches_pytorch_msssim(gen, shape, data_range):
     x, y = _pair(gen, shape, noise=0.2, scale=data_range)
@@ -176,6 +192,7 @@ def test_ms_ssim_matches_pytorch_msssim(gen, shape, data_range):
     torch.testing.assert_close(ours, theirs, atol=TOL, rtol=0)
 
 
+@both_paths
 def test_ms_ssim_matches_pytorch_msssim_on_real_image():
     clean = _camera(192, 208)
     degraded = _blur(clean, 1.5)
@@ -190,6 +207,7 @@ def test_ms_ssim_matches_pytorch_msssim_on_real_image():
     torch.testing.assert_close(ms_ssim(a, b, **kw), theirs, atol=TOL, rtol=0)
 
 
+@both_paths
 def test_ms_ssim_negative_cs_is_zero_without_nan(gen):
     y = torch.rand(1, 1, 176, 176, generator=gen, dtype=torch.float64)
     x = (1 - y).requires_grad_()  # anti-correlated: cs < 0 at the finest scale
@@ -200,6 +218,7 @@ def test_ms_ssim_negative_cs_is_zero_without_nan(gen):
     assert torch.isfinite(x.grad).all()
 
 
+@both_paths
 def test_ms_ssim_odd_sides_and_minimum_size(gen):
     x, y = _pair(gen, (1, 1, 161, 167))  # just above (11 - 1) * 2**4 = 160; odd sides
     v = ms_ssim(x, y)
@@ -213,6 +232,7 @@ def test_ms_ssim_odd_sides_and_minimum_size(gen):
     assert torch.equal(torch.nn.functional.avg_pool2d(b, 2, ceil_mode=True), torch.ones(1, 1, 2, 2))
 
 
+@both_paths
 def test_ssim_matches_torchmetrics_valid_region(gen):
     from torchmetrics.functional.image import structural_similarity_index_measure as tm_ssim
 
@@ -225,6 +245,7 @@ def test_ssim_matches_torchmetrics_valid_region(gen):
                                    atol=TOL, rtol=0)
 
 
+@both_paths
 def test_ms_ssim_cs_scales_match_torchmetrics(gen):
     from torchmetrics.functional.image import (
         multiscale_structural_similarity_index_measure as tm_ms_ssim,
@@ -244,6 +265,7 @@ def test_ms_ssim_cs_scales_match_torchmetrics(gen):
 def test_chunked_equals_unchunked(gen, monkeypatch, budget):
     """Batches split into groups of images and images into bands of rows: same value and
     gradients (float64, 1e-12) as one chunk, for x and y, SSIM and MS-SSIM."""
+    monkeypatch.setattr(st, "_CPU_FUSED", False)  # the PyTorch operations' chunks
     x, y = _pair(gen, (3, 2, 120, 39), noise=0.3)
     mx, my = _pair(gen, (2, 1, 64, 70), noise=0.3)
     kw = dict(win_size=5, weights=(0.3, 0.3, 0.4))
@@ -290,6 +312,7 @@ def test_matrix_product_blur_equals_the_other_algorithms(gen, monkeypatch):
     """SSIM and MS-SSIM with every blur forced to shifted sums (_MATMUL_SIDES = 0), then
     to convolutions (_CPU_SHIFTS off too): the same values and gradients (float64, 1e-12)
     as with the matrix products."""
+    monkeypatch.setattr(st, "_CPU_FUSED", False)  # the PyTorch operations' blurs
     x, y = _pair(gen, (2, 3, 70, 60), noise=0.3)
     mx, my = _pair(gen, (1, 1, 170, 180), noise=0.3)
 
@@ -311,6 +334,72 @@ def test_matrix_product_blur_equals_the_other_algorithms(gen, monkeypatch):
         torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
 
 
+def _values_and_gradients(fn, x, y, need=("x", "y"), **kw):
+    a = x.clone().requires_grad_("x" in need)
+    b = y.clone().requires_grad_("y" in need)
+    v = fn(a, b, reduction="none", **kw)
+    (v * torch.arange(1.0, 1 + v.numel(), dtype=v.dtype)).sum().backward()
+    return [v.detach()] + [t.grad for t in (a, b) if t.requires_grad]
+
+
+@pytest.mark.parametrize("need", [("x",), ("y",), ("x", "y")])
+@pytest.mark.parametrize("fn,shape,kw", [
+    (ssim, (2, 3, 40, 47), {}),  # the written-out 11 taps
+    (ssim, (1, 2, 11, 30), {}),  # one row of window positions
+    (ssim, (2, 1, 29, 31), {"win_size": 13, "sigma": 2.0}),  # the loops over taps
+    (ssim, (1, 1, 9, 8), {"win_size": 1}),
+    (ssim, (2, 2, 20, 17), {"window": "uniform", "win_size": 5}),
+    (ms_ssim, (2, 2, 181, 163), {}),  # cs scales, odd sides pooled
+    (ms_ssim, (1, 1, 50, 45), {"win_size": 5, "weights": (0.5, 0.5)}),
+])
+def test_fused_kernel_equals_pytorch_ops(gen, monkeypatch, fn, shape, kw, need):
+    """The compiled kernel (values, gradients of x, y or both) against the PyTorch
+    operations, float64, 1e-12 relative to the largest gradient: every window size branch,
+    the cs map of MS-SSIM, odd sides, a single row of window positions, win_size 1."""
+    x, y = _pair(gen, shape, noise=0.3)
+    x, y = x + 0.4, y - 0.2  # off-centre, and not equal
+    fused = _values_and_gradients(fn, x, y, need, **kw)
+    monkeypatch.setattr(st, "_CPU_FUSED", False)
+    ops = _values_and_gradients(fn, x, y, need, **kw)
+    for a, b in zip(fused, ops, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-12 * float(b.abs().max()), rtol=0)
+    assert len(fused) == 1 + len(need)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 8, 8), (1, 2, 9, 7), (1, 1, 5, 6), (1, 1, 1, 1),
+                                   (1, 1, 3, 1)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_pooling_equals_avg_pool2d_bit_for_bit(gen, shape, dtype):
+    """MS-SSIM's 2x2 average by the kernel: the values and the gradient of
+    F.avg_pool2d(x, 2, ceil_mode=True) exactly, even and odd sides."""
+    x = torch.rand(shape, generator=gen, dtype=dtype, requires_grad=True)
+    win = gaussian_window(dtype=dtype)
+    ours, ref = st._pool2(x, win), torch.nn.functional.avg_pool2d(x, 2, ceil_mode=True)
+    assert st._fused_kernel(x, win) is not None  # the kernel really ran
+    g = torch.rand(ref.shape, generator=gen, dtype=dtype)
+    assert torch.equal(ours, ref)
+    assert torch.equal(torch.autograd.grad(ours, x, g)[0], torch.autograd.grad(ref, x, g)[0])
+
+
+def test_fused_kernel_applies_on_the_cpu_to_symmetric_windows(monkeypatch):
+    x = torch.zeros(1, 1, 4, 4)
+    win = gaussian_window()
+    assert st._fused_kernel(x, win) is not None
+    assert st._fused_kernel(x.double(), win.double()) is not None
+    assert st._fused_kernel(x, torch.tensor([0.2, 0.3, 0.5])) is None  # not symmetric
+    monkeypatch.setattr(st, "_CPU_FUSED", False)
+    assert st._fused_kernel(x, win) is None
+
+
+def test_without_numba_the_pytorch_ops_give_the_same_result(gen, monkeypatch):
+    """Where Numba cannot be imported, SSIM falls back to the PyTorch operations."""
+    x, y = _pair(gen, (2, 1, 30, 30), noise=0.3, dtype=torch.float32)
+    with_kernel = ssim(x, y)
+    monkeypatch.setattr(st, "_load_fused", lambda: None)
+    assert st._fused_kernel(x, gaussian_window()) is None
+    torch.testing.assert_close(ssim(x, y), with_kernel, atol=1e-6, rtol=0)
+
+
 def test_chunks_cover_every_row_once():
     for n, c, h, w, t, budget in [(5, 3, 100, 90, 11, 10_000), (4, 1, 64, 64, 11, 1 << 18),
                                   (1, 3, 1024, 1024, 11, 1 << 18)]:
@@ -322,6 +411,7 @@ def test_chunks_cover_every_row_once():
         assert (seen == 1).all()
 
 
+@both_paths
 def test_memory_layouts_give_the_same_values_and_gradients(gen):
     """channels-last (a channels-last model's output) and strided views: same numbers."""
     x, y = _pair(gen, (2, 3, 40, 44), noise=0.3)
@@ -342,6 +432,7 @@ def test_memory_layouts_give_the_same_values_and_gradients(gen):
             torch.testing.assert_close(g, r, atol=1e-12, rtol=0)
 
 
+@both_paths
 @pytest.mark.parametrize("offset", [1000.0, -1e4])
 def test_float32_far_outside_data_range_matches_float64(gen, offset):
     """An offset of 1000 used to give SSIM = -4.8 in float32 (variances E[x^2] - mu^2
@@ -363,6 +454,7 @@ def test_float32_far_outside_data_range_matches_float64(gen, offset):
     assert abs(float(ms_ssim(mx, my)) - float(ms_ssim(mx.double(), my.double()))) < 1e-5
 
 
+@both_paths
 def test_float32_wide_values_are_computed_in_float64(gen):
     """Values spread over far more than data_range (8-bit values with data_range=1):
     float32 would round the variances of flat windows; the statistics switch to float64,
@@ -380,6 +472,7 @@ def test_float32_wide_values_are_computed_in_float64(gen):
 # ----------------------------------------------------------------------- properties
 
 
+@both_paths
 def test_three_properties_of_wang_et_al(gen):
     x, y = _pair(gen, (4, 2, 24, 24), noise=0.3)
     sxy, syx = ssim(x, y, reduction="none"), ssim(y, x, reduction="none")
@@ -397,6 +490,7 @@ def test_three_properties_of_wang_et_al(gen):
     assert float(ms_ssim(mx, mx)) == pytest.approx(1.0, abs=1e-12)
 
 
+@both_paths
 def test_components_multiply_back_to_ssim(gen):
     x, y = _pair(gen, (2, 3, 30, 26), noise=0.25)
     comp = ssim_components(x, y, data_range=1.0)
@@ -410,6 +504,7 @@ def test_components_multiply_back_to_ssim(gen):
     assert float(shift.contrast.min()) > 1 - 1e-9 and float(shift.structure.min()) > 1 - 1e-6
 
 
+@both_paths
 def test_reduction_and_modules(gen):
     x, y = _pair(gen, (3, 1, 20, 20))
     per_image = ssim(x, y, reduction="none")
@@ -434,6 +529,7 @@ def test_metrics_have_no_grad(gen):
 # ------------------------------------------------------------------------ gradients
 
 
+@both_paths
 def test_gradcheck_ssim(gen):
     x = torch.rand(2, 2, 9, 10, generator=gen, dtype=torch.float64, requires_grad=True)
     y = torch.rand(2, 2, 9, 10, generator=gen, dtype=torch.float64, requires_grad=True)
@@ -442,6 +538,7 @@ def test_gradcheck_ssim(gen):
                                     (x,))
 
 
+@both_paths
 def test_gradcheck_ms_ssim(gen):
     y = torch.rand(1, 2, 13, 14, generator=gen, dtype=torch.float64)
     x = (y + 0.3 * torch.rand(1, 2, 13, 14, generator=gen, dtype=torch.float64)).requires_grad_()
@@ -450,6 +547,7 @@ def test_gradcheck_ms_ssim(gen):
     assert torch.autograd.gradcheck(lambda a, b: ms_ssim(a, b, **kw), (x, y))
 
 
+@both_paths
 def test_hand_written_backward_matches_autograd(gen):
     """The custom backward equals autograd through the plain formula (float64, 1e-12)."""
     x, y = _pair(gen, (2, 2, 25, 21), noise=0.3)
@@ -463,6 +561,7 @@ def test_hand_written_backward_matches_autograd(gen):
     torch.testing.assert_close(x1.grad, x2.grad, atol=1e-12, rtol=0)
 
 
+@both_paths
 @pytest.mark.parametrize("kind", ["equal", "constant", "zeros"])
 def test_gradients_finite_at_degenerate_inputs(gen, kind):
     shape = (2, 1, 176, 176)
@@ -480,6 +579,7 @@ def test_gradients_finite_at_degenerate_inputs(gen, kind):
         assert torch.isfinite(v) and torch.isfinite(xr.grad).all(), (fn.__name__, kind)
 
 
+@both_paths
 def test_bf16_autocast_on_cpu(gen):
     x, y = _pair(gen, (2, 1, 176, 176), dtype=torch.float32)
     ref_s, ref_m = ssim(x, y), ms_ssim(x, y)

@@ -37,7 +37,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["ssim_planes", "workspace"]
+__all__ = ["pool2", "pool2_adjoint", "ssim_planes", "workspace"]
 
 # indices of params
 _C1, _C2, _K, _ZERO, _ONE = range(5)
@@ -289,3 +289,46 @@ def _map_and_derivatives(blurred, shift, params, cs_only, values,  # pragma: no 
         neg_eyy[j] = nyy
         d_mx[j] = ((mx * nxx - my * dxy) + mu_y * d_a1) - mu_x * neg_b1
         d_my[j] = ((my * nyy - mx * dxy) + mu_x * d_a1) - mu_y * neg_b1
+
+
+@numba.njit(**_JIT)
+def pool2(x, factors, out):  # pragma: no cover - compiled
+    """MS-SSIM's 2x2 average of each plane of ``x`` (P, H, W) into ``out`` (P, ceil(H/2),
+    ceil(W/2)), as ``F.avg_pool2d(x, 2, ceil_mode=True)``: an odd last row or column is
+    averaged on its own. ``factors`` = ``(1/2, 1/4, 1)`` in the dtype of ``x``."""
+    n_planes, h, width = x.shape
+    half, quarter = factors[0], factors[1]
+    full_w = width // 2
+    for p in range(n_planes):
+        for i in range(h // 2):
+            top, bottom, dst = x[p, 2 * i], x[p, 2 * i + 1], out[p, i]
+            for j in range(full_w):
+                dst[j] = (((top[2 * j] + top[2 * j + 1]) + bottom[2 * j])
+                          + bottom[2 * j + 1]) * quarter
+            if width % 2:
+                dst[full_w] = (top[width - 1] + bottom[width - 1]) * half
+        if h % 2:
+            last, dst = x[p, h - 1], out[p, h // 2]
+            for j in range(full_w):
+                dst[j] = (last[2 * j] + last[2 * j + 1]) * half
+            if width % 2:
+                dst[full_w] = last[width - 1]
+
+
+@numba.njit(**_JIT)
+def pool2_adjoint(g, factors, out):  # pragma: no cover - compiled
+    """The adjoint of :func:`pool2`: each input pixel gets its block's gradient over the
+    number of pixels in the block. ``g`` (P, ceil(H/2), ceil(W/2)), ``out`` (P, H, W)."""
+    n_planes, h, width = out.shape
+    half, quarter = factors[0], factors[1]
+    full_w = width // 2
+    for p in range(n_planes):
+        for i in range(h):
+            src, dst = g[p, i // 2], out[p, i]
+            scale = quarter if i < h - h % 2 else half
+            for j in range(full_w):
+                v = src[j] * scale
+                dst[2 * j] = v
+                dst[2 * j + 1] = v
+            if width % 2:
+                dst[width - 1] = src[full_w] * (half if i < h - h % 2 else factors[2])
