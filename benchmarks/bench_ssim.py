@@ -32,6 +32,10 @@ Method
   coarsest scale; it is timed in its default call, so its numbers include the border.
   kornia has no MS-SSIM of Wang et al. (its ``MS_SSIMLoss`` is Zhao et al.'s mixed loss).
 * MS-SSIM needs sides > 160 pixels (5 scales, 11-pixel window): not run for 64x64.
+* ``lossbook`` is what a user gets (on the CPU the compiled kernel, where Numba is
+  installed; the script prints which); ``lossbook-ops`` times the same functions with the
+  kernel switched off (our PyTorch operations, the path CUDA takes), so the two are
+  measured side by side. Neither counts as a peer.
 """
 
 from __future__ import annotations
@@ -57,7 +61,8 @@ except ImportError:  # running from a checkout without an installed package
 
 SHAPES = [(8, 1, 256, 256), (4, 3, 512, 512), (1, 3, 1024, 1024), (32, 1, 64, 64)]
 QUICK_SHAPES = [(2, 1, 192, 192)]  # sides divisible by 16: pytorch-msssim agrees
-IMPLS = ("lossbook", "pytorch-msssim", "torchmetrics", "kornia")
+IMPLS = ("lossbook", "lossbook-ops", "pytorch-msssim", "torchmetrics", "kornia")
+OURS = ("lossbook", "lossbook-ops")  # not peers: the compiled kernel, our PyTorch operations
 MS_MIN_SIDE = 161
 TARGET = 0.5  # ours <= 0.5x the fastest peer, CPU forward+backward
 
@@ -74,6 +79,10 @@ def implementations(names=IMPLS) -> dict[str, dict[str, Callable]]:
 
             impls[name] = {"ssim": lambda x, y: ssim(x, y, data_range=1.0),
                            "ms_ssim": lambda x, y: ms_ssim(x, y, data_range=1.0)}
+        elif name == "lossbook-ops":  # the same functions without the compiled kernel
+            from lossbook.losses import ms_ssim, ssim
+
+            impls[name] = {"ssim": _without_kernel(ssim), "ms_ssim": _without_kernel(ms_ssim)}
         elif name == "pytorch-msssim":
             try:
                 import pytorch_msssim as pm
@@ -106,6 +115,35 @@ def implementations(names=IMPLS) -> dict[str, dict[str, Callable]]:
         else:
             raise SystemExit(f"unknown implementation {name!r}; choose from {', '.join(IMPLS)}")
     return impls
+
+
+def _without_kernel(fn: Callable) -> Callable:
+    """``fn`` with lossbook's CPU kernel switched off for the call (the PyTorch operations,
+    as on CUDA or without Numba); the backward pass needs no switch."""
+    from lossbook.losses import structural
+
+    def call(x, y):
+        before = structural._CPU_FUSED
+        structural._CPU_FUSED = False
+        try:
+            return fn(x, y, data_range=1.0)
+        finally:
+            structural._CPU_FUSED = before
+
+    return call
+
+
+def ssim_path(device: torch.device) -> str:
+    """Which of lossbook's implementations the ``lossbook`` rows time on ``device``."""
+    from lossbook.losses import structural
+
+    x = torch.zeros(1, 1, 11, 11, device=device)
+    if structural._fused_kernel(x, structural._window("gaussian", 11, 1.5, x.device,
+                                                      x.dtype)) is None:
+        return "PyTorch operations"
+    import numba
+
+    return f"the compiled CPU kernel (Numba {numba.__version__})"
 
 
 def agreement_value(name: str, metric: str, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -210,6 +248,8 @@ def benchmark(shapes, device: torch.device, rounds: int, names=IMPLS, rss: bool 
               metrics=("ssim", "ms_ssim")) -> tuple[list[dict], list[dict]]:
     """Time every implementation; return (timing rows, agreement rows)."""
     impls = implementations(names)
+    if device.type != "cpu":  # the compiled kernel is CPU-only: the same code twice
+        impls.pop("lossbook-ops", None)
     rows, agree = [], []
     for shape in shapes:
         x, y = make_inputs(shape, device)
@@ -267,7 +307,7 @@ def ratios(rows: list[dict]) -> list[dict]:
     for key in keys:
         case = [r for r in rows if (r["device"], r["shape"], r["metric"], r["mode"]) == key]
         ours = [r for r in case if r["impl"] == "lossbook"]
-        peers = [r for r in case if r["impl"] != "lossbook"]
+        peers = [r for r in case if r["impl"] not in OURS]
         if not ours or not peers:
             continue
         best = min(peers, key=lambda r: r["median_ms"])
@@ -342,6 +382,7 @@ def machine_description(device: torch.device, threads: int) -> list[str]:
         except (ImportError, AttributeError):
             pass
     lines.append(", ".join(versions))
+    lines.append(f"lossbook's SSIM on {device.type}: {ssim_path(device)}")
     malloc = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
     lines.append(f"torch.set_num_threads({threads}); OMP_NUM_THREADS="
                  f"{os.environ.get('OMP_NUM_THREADS', 'unset')}; allocator env: "

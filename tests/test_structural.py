@@ -665,22 +665,24 @@ def test_benchmark_script_runs_quick(root, capsys):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     rows = bench.main(["--quick", "--cpu-only", "--no-rss", "--rounds", "1",
-                       "--impls", "lossbook,pytorch-msssim,kornia"])
+                       "--impls", "lossbook,lossbook-ops,pytorch-msssim,kornia"])
     out = capsys.readouterr().out
     assert "set_num_threads(1)" in out and "| lossbook |" in out and "CPU: " in out
     assert "Ours against the fastest peer" in out and "load average" in out
+    assert "lossbook's SSIM on cpu: the compiled CPU kernel (Numba" in out
     impls = {r["impl"] for r in rows}
-    assert impls == {"lossbook", "pytorch-msssim", "kornia"}
+    assert impls == {"lossbook", "lossbook-ops", "pytorch-msssim", "kornia"}
     assert {(r["metric"], r["mode"]) for r in rows} == {
         (m, mode) for m in ("ssim", "ms_ssim") for mode in ("fwd", "fwd+bwd")
     }
     assert all(r["median_ms"] > 0 and r["min_ms"] <= r["median_ms"] for r in rows)
     summary = bench.ratios(rows)
     assert {s["fastest_peer"] for s in summary} <= {"pytorch-msssim", "kornia"}
-    # the peers compute the same numbers as ours in the stated settings
+    # the peers (and our PyTorch operations) compute the same numbers as ours in the
+    # stated settings
     x, y = bench.make_inputs((1, 1, 192, 192), "cpu")
     ours = float(ssim(x, y))
-    for name in ("pytorch-msssim", "torchmetrics", "kornia"):
+    for name in ("lossbook-ops", "pytorch-msssim", "torchmetrics", "kornia"):
         assert abs(bench.agreement_value(name, "ssim", x, y) - ours) < 1e-5, name
     assert abs(bench.agreement_value("pytorch-msssim", "ms_ssim", x, y)
                - float(ms_ssim(x, y))) < 1e-5

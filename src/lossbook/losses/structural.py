@@ -79,6 +79,7 @@ quality assessment", Proc. 37th Asilomar Conf. Signals, Systems and Computers, 2
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import math
 from collections.abc import Sequence
@@ -542,9 +543,24 @@ def _fused_kernel(x: torch.Tensor, win: torch.Tensor):
     return _load_fused()
 
 
+#: The fused kernel splits the image planes of a call between this many threads at most
+#: (``torch.get_num_threads()``, like PyTorch's own operations), each taking at least
+#: this many pixels: below, starting threads costs more than it saves.
+_PIXELS_PER_THREAD = 1 << 16
+
+
+@functools.lru_cache(maxsize=4)
+def _thread_pool(threads: int) -> concurrent.futures.ThreadPoolExecutor:
+    return concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="lossbook-ssim")
+
+
 def _fused_means(kernel, x, y, win, c1, c2, cs_only, r, shift, need_x, need_y):
     """:class:`_SSIMMean`'s forward by the compiled kernel: per-channel means (N, C) and
-    the gradient maps of the means (or None), as the chunked PyTorch path computes them."""
+    the gradient maps of the means (or None), as the chunked PyTorch path computes them.
+
+    The planes (images x channels) are split between up to ``torch.get_num_threads()``
+    threads (the kernel releases the GIL), one plane at least per thread.
+    """
     n, c, h, w = x.shape
     t = win.numel()
     m = (h - t + 1) * (w - t + 1)
@@ -561,12 +577,25 @@ def _fused_means(kernel, x, y, win, c1, c2, cs_only, r, shift, need_x, need_y):
     gy = torch.empty(n, c, h, w, dtype=x.dtype) if need_y else None
     unused = np.empty((0, 0, 0), dtype)
     sums = np.empty(planes, np.float64)
-    kernel.ssim_planes(
-        as_planes(x), as_planes(y), per_plane(r), per_plane(r + shift),
-        win.detach().contiguous().numpy(),
-        np.array([c1, c2, 2.0 / m, 0.0, 1.0], dtype), bool(cs_only), bool(need_x),
-        bool(need_y), sums, unused if gx is None else gx.view(planes, h, w).numpy(),
-        unused if gy is None else gy.view(planes, h, w).numpy(), *kernel.workspace(w, t, dtype))
+    arrays = (as_planes(x), as_planes(y), per_plane(r), per_plane(r + shift))
+    outputs = (sums, unused if gx is None else gx.view(planes, h, w).numpy(),
+               unused if gy is None else gy.view(planes, h, w).numpy())
+    fixed = (win.detach().contiguous().numpy(), np.array([c1, c2, 2.0 / m, 0.0, 1.0], dtype),
+             bool(cs_only), bool(need_x), bool(need_y))
+
+    def run(lo: int, hi: int) -> None:
+        xs, ys, centre, lum = (a[lo:hi] for a in arrays)
+        out = tuple(o[lo:hi] if o.size else o for o in outputs)
+        kernel.ssim_planes(xs, ys, centre, lum, *fixed, *out, *kernel.workspace(w, t, dtype))
+
+    threads = min(torch.get_num_threads(), planes, max(1, planes * h * w // _PIXELS_PER_THREAD))
+    if threads <= 1:
+        run(0, planes)
+    else:
+        bounds = [planes * k // threads for k in range(threads + 1)]
+        jobs = [_thread_pool(threads).submit(run, lo, hi) for lo, hi in zip(bounds, bounds[1:])]
+        for job in jobs:
+            job.result()
     means = (torch.from_numpy(sums) / m).to(x.dtype).view(n, c)
     return means, gx, gy
 
