@@ -381,6 +381,20 @@ def test_fused_pooling_equals_avg_pool2d_bit_for_bit(gen, shape, dtype):
     assert torch.equal(torch.autograd.grad(ours, x, g)[0], torch.autograd.grad(ref, x, g)[0])
 
 
+def test_fused_kernel_threads_give_identical_results(gen, monkeypatch):
+    """The planes split between two threads: the same bits as one thread."""
+    x, y = _pair(gen, (3, 2, 40, 36), noise=0.3, dtype=torch.float32)
+    one = _values_and_gradients(ssim, x, y)
+    monkeypatch.setattr(st, "_PIXELS_PER_THREAD", 100)
+    torch.set_num_threads(2)  # the one_thread fixture restores the count
+    calls, pool = [], st._thread_pool
+    monkeypatch.setattr(st, "_thread_pool", lambda n: calls.append(n) or pool(n))
+    two = _values_and_gradients(ssim, x, y)
+    assert calls == [2]  # really split
+    for a, b in zip(one, two, strict=True):
+        assert torch.equal(a, b)
+
+
 def test_fused_kernel_applies_on_the_cpu_to_symmetric_windows(monkeypatch):
     x = torch.zeros(1, 1, 4, 4)
     win = gaussian_window()

@@ -22,7 +22,7 @@ gradient of its mean with respect to both inputs, exactly the quantities of
 
 Every input pixel is read from memory once (and about :math:`t` times from cache), every
 gradient pixel written once; PyTorch's operations instead make one pass over memory per
-tap and per pointwise step (about 110 passes for SSIM's forward and backward). Compiled
+tap and per pointwise step. Compiled
 by Numba (LLVM, bundled with its wheel: no C compiler needed) on first use and cached on
 disk. The arithmetic follows ``structural._ssim_chunk`` step by step in the input's
 dtype (float32 or float64); only the order in which the adjoint's contributions are
@@ -134,7 +134,7 @@ def ssim_planes(x, y, centre, lum_shift, w, params, cs_only, need_x, need_y, sum
         sums[p] = total
 
 
-@numba.njit(inline="always", **_JIT)
+@numba.njit(**_JIT)
 def _centred_maps(xr, yr, c, out):  # pragma: no cover - compiled
     """The five maps ``a, b, a a, b b, a b`` (``a = x - c``, ``b = y - c``) of one input row
     into ``out`` (5, W)."""
@@ -148,7 +148,7 @@ def _centred_maps(xr, yr, c, out):  # pragma: no cover - compiled
         ab[j] = a[j] * b[j]
 
 
-@numba.njit(inline="always", **_JIT)
+@numba.njit(**_JIT)
 def _sum_rows(buf, first, m, w, dst):  # pragma: no cover - compiled
     """``dst[j] = sum_k w[k] buf[(first + k) % t, m, j]``: one row of a blur along H.
 
@@ -178,7 +178,7 @@ def _sum_rows(buf, first, m, w, dst):  # pragma: no cover - compiled
             dst[j] += wk * src[j]
 
 
-@numba.njit(inline="always", **_JIT)
+@numba.njit(**_JIT)
 def _sum_shifted(src, w, dst):  # pragma: no cover - compiled
     """``dst[j] = sum_k w[k] src[j + k]``: one row of a 'valid' blur along W."""
     t = w.shape[0]
@@ -199,7 +199,7 @@ def _sum_shifted(src, w, dst):  # pragma: no cover - compiled
             dst[j] += wk * src[j + k]
 
 
-@numba.njit(inline="always", **_JIT)
+@numba.njit(**_JIT)
 def _gradient_row(x, y, c, p, i, w, adjoint, n_back, need_x, need_y, grads, gx,
                   gy):  # pragma: no cover - compiled
     r"""Input row ``i``'s gradients: the adjoint blur along H of the kept rows (output rows
@@ -220,7 +220,7 @@ def _gradient_row(x, y, c, p, i, w, adjoint, n_back, need_x, need_y, grads, gx,
             out[j] = (g3[j] - (yr[j] - c) * g4[j]) + (xr[j] - c) * g2[j]
 
 
-@numba.njit(inline="always", **_JIT)
+@numba.njit(**_JIT)
 def _map(blurred, shift, params, cs_only, values):  # pragma: no cover - compiled
     """The SSIM (or cs) values of one row from its five blurred maps, into ``values``.
 
@@ -243,7 +243,7 @@ def _map(blurred, shift, params, cs_only, values):  # pragma: no cover - compile
         values[j] = cs if cs_only else lum * cs
 
 
-@numba.njit(inline="always", **_JIT)
+@numba.njit(**_JIT)
 def _map_and_derivatives(blurred, shift, params, cs_only, values,  # pragma: no cover
                          d_mx, neg_exx, d_xy, d_my, neg_eyy):
     r"""As :func:`_map`, and the derivatives of the map's mean (each of length W').
