@@ -37,7 +37,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["pool2", "pool2_adjoint", "ssim_planes", "workspace"]
+__all__ = ["plane_extremes", "pool2", "pool2_adjoint", "ssim_planes"]
 
 # indices of params
 _C1, _C2, _K, _ZERO, _ONE = range(5)
@@ -45,23 +45,9 @@ _C1, _C2, _K, _ZERO, _ONE = range(5)
 _JIT = {"cache": True, "nogil": True, "boundscheck": False, "error_model": "numpy"}
 
 
-def workspace(width: int, taps: int, dtype: np.dtype) -> tuple[np.ndarray, ...]:
-    """Scratch arrays of :func:`ssim_planes` for planes ``width`` pixels wide, ``taps`` taps.
-
-    Returns ``(cache, rows, blurred, values, derivs, adjoint, grads)`` of shapes
-    ``(t, 5, W)``, ``(5, W)``, ``(5, W')``, ``(W',)``, ``(5, W' + 2 (t - 1))``,
-    ``(t, 5, W)`` and ``(5, W)``, ``W' = W - t + 1``; ``derivs`` has zero margins.
-    """
-    out_w = width - taps + 1
-    return (np.empty((taps, 5, width), dtype), np.empty((5, width), dtype),
-            np.empty((5, out_w), dtype), np.empty(out_w, dtype),
-            np.zeros((5, out_w + 2 * (taps - 1)), dtype), np.empty((taps, 5, width), dtype),
-            np.empty((5, width), dtype))
-
-
 @numba.njit(**_JIT)
-def ssim_planes(x, y, centre, lum_shift, w, params, cs_only, need_x, need_y, sums, gx, gy,
-                cache, rows, blurred, values, derivs, adjoint, grads):  # pragma: no cover
+def ssim_planes(x, y, centre, lum_shift, w, params, cs_only, need_x, need_y, sums, gx,
+                gy):  # pragma: no cover - compiled
     r"""SSIM (or cs) map sums and input gradients of their means, plane by plane.
 
     Parameters
@@ -85,12 +71,20 @@ def ssim_planes(x, y, centre, lum_shift, w, params, cs_only, need_x, need_y, sum
     gx, gy : ndarray
         Output, shape ``(P, H, W)`` (or anything when not wanted): the gradients of the
         map's mean.
-    cache, rows, blurred, values, derivs, adjoint, grads
-        Scratch arrays from :func:`workspace`.
     """
     n_planes, h, width = x.shape
     t = w.shape[0]
     h_out, w_out = h - t + 1, width - t + 1
+    # scratch rows (a few kB): the maps of the last t input rows, their blur along H and
+    # along W, the map's row, the derivatives (with zero margins for the 'full' adjoint),
+    # the adjoint along W of the last t output rows, and the gradient rows
+    cache = np.empty((t, 5, width), x.dtype)
+    rows = np.empty((5, width), x.dtype)
+    blurred = np.empty((5, w_out), x.dtype)
+    values = np.empty(w_out, x.dtype)
+    derivs = np.zeros((5, w_out + 2 * (t - 1)), x.dtype)
+    adjoint = np.empty((t, 5, width), x.dtype)
+    grads = np.empty((5, width), x.dtype)
     zero = params[_ZERO]
     grad = need_x or need_y
     n_back = 5 if need_y else 3
@@ -332,3 +326,22 @@ def pool2_adjoint(g, factors, out):  # pragma: no cover - compiled
                 dst[2 * j + 1] = v
             if width % 2:
                 dst[width - 1] = src[full_w] * (half if i < h - h % 2 else factors[2])
+
+
+@numba.njit(**_JIT)
+def plane_extremes(x, y, lo, hi):  # pragma: no cover - compiled
+    """The smallest and the largest value of each plane of ``x`` and ``y`` together
+    (``x``, ``y`` of shape (P, M); into ``lo``, ``hi`` of shape (P,)); returns whether
+    every value is finite (a NaN or an infinity makes ``v - v`` NaN)."""
+    finite = True
+    for p in range(x.shape[0]):
+        small = x[p, 0]
+        large = small
+        for src in (x[p], y[p]):
+            for v in src:
+                finite &= v - v == 0
+                small = min(small, v)
+                large = max(large, v)
+        lo[p] = small
+        hi[p] = large
+    return finite

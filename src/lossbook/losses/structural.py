@@ -178,10 +178,14 @@ class _ImageTooSmallError(ValueError):
 
 def _check_inputs(x: torch.Tensor, y: torch.Tensor, min_side: int, what: str) -> None:
     check_pair(x, y)
+    small = _small_extremes(x, y)
     for v, name in ((x, "x"), (y, "y")):
         # NaN and +-inf show up in the extremes: two fast reductions instead of
         # isfinite(v).all() (about 10x slower on the CPU); check_finite words the error
-        if v.numel() and not math.isfinite(float(v.detach().amax() + v.detach().amin())):
+        if small is not None:
+            if not small[2]:
+                check_finite(v, name)
+        elif v.numel() and not math.isfinite(float(v.detach().amax() + v.detach().amin())):
             check_finite(v, name)
     h, w = x.shape[-2:]
     if min(h, w) < min_side:
@@ -368,11 +372,40 @@ def _reference(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, float]:
     ``spread = max |v - r|`` over both images and all channels (a Python float). The
     moments are computed from ``x - r`` and ``y - r``.
     """
+    small = _small_extremes(x, y)
+    if small is not None:  # numpy arrays: a few microseconds instead of five operations
+        lo, hi = small[0].numpy(), small[1].numpy()
+        r = torch.from_numpy(0.5 * (lo + hi))[..., None, None]
+        return r, float((hi - lo).max()) / 2
     # amin and amax over (H, W): two vectorised passes, faster than one aminmax(dim=2)
     lo = torch.minimum(x.amin(dim=(2, 3)), y.amin(dim=(2, 3)))
     hi = torch.maximum(x.amax(dim=(2, 3)), y.amax(dim=(2, 3)))
     r = (0.5 * (lo + hi))[..., None, None]
     return r, float((hi - lo).max()) / 2
+
+
+#: Up to this many elements per tensor, the CPU finds the extremes of ``x`` and ``y`` (for
+#: the finite check and the centre) in one compiled pass instead of four PyTorch
+#: reductions, whose fixed cost dominates a small image's SSIM; above, PyTorch's
+#: vectorised reductions are faster than the kernel's scalar loop.
+_SMALL_ELEMENTS = 1 << 16
+
+
+def _small_extremes(x: torch.Tensor, y: torch.Tensor):
+    """``(lo, hi, finite)``: per-(image, channel) minimum and maximum over both images
+    (N, C), and whether every value is finite, by :func:`._ssim_fused.plane_extremes`;
+    None where that kernel does not apply (see :data:`_SMALL_ELEMENTS`)."""
+    if not 0 < x.numel() <= _SMALL_ELEMENTS or x.dtype not in (torch.float32, torch.float64):
+        return None
+    kernel = _fused_kernel(x)
+    if kernel is None:
+        return None
+    n, c = x.shape[:2]
+    lo, hi = x.new_empty(n, c), x.new_empty(n, c)
+    finite = kernel.plane_extremes(x.detach().contiguous().view(n * c, -1).numpy(),
+                                   y.detach().contiguous().view(n * c, -1).numpy(),
+                                   lo.view(-1).numpy(), hi.view(-1).numpy())
+    return lo, hi, bool(finite)
 
 
 def _raw_moments(
@@ -547,7 +580,7 @@ def _load_fused():
     return _ssim_fused
 
 
-def _fused_kernel(x: torch.Tensor, win: torch.Tensor):
+def _fused_kernel(x: torch.Tensor, win: torch.Tensor | None = None):
     """The fused CPU kernel's module where it applies to ``x`` and ``win``, else None.
 
     It applies on the CPU, for float32 and float64, and for symmetric windows (its adjoint
@@ -556,8 +589,10 @@ def _fused_kernel(x: torch.Tensor, win: torch.Tensor):
     if not _CPU_FUSED or x.device.type != "cpu" or x.dtype not in (torch.float32,
                                                                     torch.float64):
         return None
-    if not torch.equal(win, win.flip(0)):
-        return None
+    if win is not None:
+        taps = win.tolist()
+        if taps != taps[::-1]:
+            return None
     return _load_fused()
 
 
@@ -577,46 +612,41 @@ def _fused_means(kernel, x, y, win, c1, c2, cs_only, r, shift, need_x, need_y):
     the gradient maps of the means (or None), as the chunked PyTorch path computes them.
 
     The planes (images x channels) are split between up to ``torch.get_num_threads()``
-    threads (the kernel releases the GIL), one plane at least per thread.
+    threads (the kernel releases the GIL), one plane at least per thread. Plain NumPy
+    around the kernel: for a small image each PyTorch operation here would cost as much
+    as the kernel's work.
     """
     n, c, h, w = x.shape
     t = win.numel()
     m = (h - t + 1) * (w - t + 1)
     planes = n * c
-
-    def as_planes(v):
-        return v.detach().contiguous().view(planes, h, w).numpy()
-
-    def per_plane(v):
-        return v.detach().reshape(planes).contiguous().numpy()
-
     dtype = np.float64 if x.dtype == torch.float64 else np.float32
     gx = torch.empty(n, c, h, w, dtype=x.dtype) if need_x else None
     gy = torch.empty(n, c, h, w, dtype=x.dtype) if need_y else None
     unused = np.empty((0, 0, 0), dtype)
+    centre = r.detach().contiguous().view(planes).numpy()
+    lum = centre if shift is None else centre + shift.detach().contiguous().view(planes).numpy()
+    inputs = (x.detach().contiguous().view(planes, h, w).numpy(),
+              y.detach().contiguous().view(planes, h, w).numpy(), centre, lum)
     sums = np.empty(planes, np.float64)
-    arrays = (as_planes(x), as_planes(y), per_plane(r), per_plane(r + shift))
     outputs = (sums, unused if gx is None else gx.view(planes, h, w).numpy(),
                unused if gy is None else gy.view(planes, h, w).numpy())
     fixed = (win.detach().contiguous().numpy(), np.array([c1, c2, 2.0 / m, 0.0, 1.0], dtype),
              bool(cs_only), bool(need_x), bool(need_y))
-
-    def run(lo: int, hi: int) -> None:
-        xs, ys, centre, lum = (a[lo:hi] for a in arrays)
-        out = tuple(o[lo:hi] if o.size else o for o in outputs)
-        kernel.ssim_planes(xs, ys, centre, lum, *fixed, *out, *kernel.workspace(w, t, dtype))
-
     threads = min(torch.get_num_threads(), planes, max(1, planes * h * w // _PIXELS_PER_THREAD))
     if threads <= 1:
-        run(0, planes)
+        kernel.ssim_planes(*inputs, *fixed, *outputs)
     else:
+        def run(lo: int, hi: int) -> None:
+            kernel.ssim_planes(*(a[lo:hi] for a in inputs), *fixed,
+                               *(o[lo:hi] if o.size else o for o in outputs))
+
         bounds = [planes * k // threads for k in range(threads + 1)]
         pool = _thread_pool(threads)
         jobs = [pool.submit(run, lo, hi) for lo, hi in zip(bounds, bounds[1:])]
         for job in jobs:
             job.result()
-    means = (torch.from_numpy(sums) / m).to(x.dtype).view(n, c)
-    return means, gx, gy
+    return torch.from_numpy((sums / m).astype(dtype)).view(n, c), gx, gy
 
 
 class _Pool2(torch.autograd.Function):
@@ -678,6 +708,8 @@ class _SSIMMean(torch.autograd.Function):
                                          need_y)
             ctx.save_for_backward(gx, gy)
             return means
+        if shift is None:
+            shift = torch.zeros_like(r)
         n, c, h, w = x.shape
         t = win.numel()
         inv_m = 1.0 / ((h - t + 1) * (w - t + 1))
@@ -742,13 +774,11 @@ def _ssim_mean(p: _Prepared, *, cs_only: bool = False,
     if not torch.is_grad_enabled():  # no_grad: skip the gradient maps (needs_input_grad
         p = p._replace(x=p.x.detach(), y=p.y.detach())  # would still say True)
     r, spread = _reference(p.x.detach(), p.y.detach())
-    if shift is None:
-        shift = torch.zeros_like(r)
     dtype = _statistics_dtype(p, spread)
     if dtype == p.x.dtype:
         return _SSIMMean.apply(p.x, p.y, p.win, p.c1, p.c2, cs_only, r, shift)
     out = _SSIMMean.apply(p.x.to(dtype), p.y.to(dtype), p.win.to(dtype), p.c1, p.c2,
-                          cs_only, r.to(dtype), shift.to(dtype))
+                          cs_only, r.to(dtype), None if shift is None else shift.to(dtype))
     return out.to(p.x.dtype)
 
 
