@@ -648,6 +648,21 @@ def test_errors_have_helpful_messages(gen):
         MSSSIMLoss(data_range=0)
 
 
+@both_paths
+@pytest.mark.parametrize("shape", [(1, 1, 30, 30), (2, 3, 200, 190)])  # both extreme checks
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("which", ["x", "y"])
+def test_non_finite_inputs_are_refused(gen, shape, bad, which):
+    """A NaN or an infinity anywhere, in x or y, small or large image: a ValueError
+    that counts them, from SSIM and MS-SSIM (no silent NaN)."""
+    x, y = _pair(gen, shape, dtype=torch.float32)
+    (x if which == "x" else y)[-1, -1, -1, -2] = bad
+    word = "NaN" if bad != bad else "infinite"
+    for fn in [ssim] + ([ms_ssim] if min(shape[-2:]) > 160 else []):
+        with pytest.raises(ValueError, match=f"{which} holds .*{word}"):
+            fn(x, y)
+
+
 def test_even_window_message():
     x = torch.rand(1, 1, 32, 32)
     for size, fix in [(10, "Use 9 or 11"), (6, "Use 5 or 7")]:
