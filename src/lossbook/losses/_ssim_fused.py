@@ -5,28 +5,31 @@ of the SSIM map (or of the contrast-structure map, for MS-SSIM's finer scales) a
 gradient of its mean with respect to both inputs, exactly the quantities of
 ``structural._ssim_chunk``, but streaming over the rows of the plane:
 
-1. **Blur along H.** For output row :math:`i`, the five maps :math:`a, b, a^2, b^2, ab`
-   (:math:`a = x - r`, :math:`b = y - r`, :math:`r` the plane's centre) of input rows
-   :math:`i \ldots i + t - 1` are formed on the fly and summed with the window's taps
-   :math:`w_k` into five rows of length :math:`W` (kept in L1 cache).
+1. **Blur along H.** The five maps :math:`a, b, a^2, b^2, ab` (:math:`a = x - r`,
+   :math:`b = y - r`, :math:`r` the plane's centre) of each input row are formed once and
+   kept for the :math:`t` output rows that use them; output row :math:`i` sums those of
+   input rows :math:`i \ldots i + t - 1` with the window's taps :math:`w_k` (for 11 taps
+   in one written-out expression, accumulated in registers).
 2. **Blur along W** of those five rows: :math:`\mu_x, \mu_y, E[a^2], E[b^2], E[ab]` for
    the :math:`W - t + 1` window positions of the row.
 3. **Pointwise**: variances, covariance, SSIM (or cs) and its sum; where a gradient is
    needed, the derivatives of the map's mean with respect to the blurred maps, formed as
    in ``structural._ssim_chunk`` (:math:`k = 2/m`, :math:`m` the number of window
    positions).
-4. **Adjoint blur** of those derivatives: along W ('full' filtering, :math:`t` taps), then
-   along H into a ring of :math:`t` accumulator rows. Input row :math:`i` receives its last
-   contribution from output row :math:`i`, so it is finished then:
-   :math:`G_x = g_{\mu_x} - a\,g_{-2xx} + b\,g_{xy}` is written and its ring row cleared.
+4. **Adjoint blur** of those derivatives: along W ('full' filtering, :math:`t` taps), kept
+   for the last :math:`t` output rows; input row :math:`i` receives its last contribution
+   from output row :math:`i`, so right then the adjoint along H sums those rows and
+   :math:`G_x = g_{\mu_x} - a\,g_{-2xx} + b\,g_{xy}` is written.
 
 Every input pixel is read from memory once (and about :math:`t` times from cache), every
 gradient pixel written once; PyTorch's operations instead make one pass over memory per
-tap and per pointwise step. Compiled
-by Numba (LLVM, bundled with its wheel: no C compiler needed) on first use and cached on
-disk. The arithmetic follows ``structural._ssim_chunk`` step by step in the input's
-dtype (float32 or float64); only the order in which the adjoint's contributions are
-added differs (rounding), and the map's sum is accumulated in float64.
+tap and per pointwise step. Compiled by Numba (LLVM, bundled with its wheel: no C
+compiler needed) on first use and cached on disk. The arithmetic follows
+``structural._ssim_chunk`` step by step in the input's dtype (float32 or float64); only
+the order of the adjoint blur's sums differs (rounding), and the map's sum is
+accumulated in float64. Two settings make the loops vectorise: ``error_model="numpy"``
+(Python's semantics would add a branch for division by zero to every division) and
+loops without branches (selects instead).
 
 All scalars arrive as arrays of the input's dtype: NumPy's rules would otherwise turn a
 float32 computation into float64 (a Python float or integer is a 64-bit scalar to Numba).
@@ -147,7 +150,7 @@ def _sum_rows(buf, first, m, w, dst):  # pragma: no cover - compiled
     """``dst[j] = sum_k w[k] buf[(first + k) % t, m, j]``: one row of a blur along H.
 
     For 11 taps (the default window) the sum is written out, so that each output element
-    is accumulated in a register (2x faster than 11 passes over ``dst``).
+    is accumulated in a register (about twice as fast as 11 passes over ``dst``).
     """
     t = w.shape[0]
     if t == 11:
@@ -214,6 +217,20 @@ def _gradient_row(x, y, c, p, i, w, adjoint, n_back, need_x, need_y, grads, gx,
             out[j] = (g3[j] - (yr[j] - c) * g4[j]) + (xr[j] - c) * g2[j]
 
 
+@numba.njit(inline="always", **_JIT)
+def _variances(m_x, m_y, e_xx, e_yy, e_xy, j, zero):  # pragma: no cover - compiled
+    """At position ``j``: the centred means, the variances clamped at 0 (and whether they
+    were kept), the covariance."""
+    mx = m_x[j]
+    my = m_y[j]
+    var_x = e_xx[j] - mx * mx
+    var_y = e_yy[j] - my * my
+    keep_x = var_x >= zero
+    keep_y = var_y >= zero
+    return (mx, my, var_x if keep_x else zero, var_y if keep_y else zero, e_xy[j] - mx * my,
+            keep_x, keep_y)
+
+
 @numba.njit(**_JIT)
 def _map(blurred, shift, params, cs_only, values):  # pragma: no cover - compiled
     """The SSIM (or cs) values of one row from its five blurred maps, into ``values``.
@@ -223,13 +240,7 @@ def _map(blurred, shift, params, cs_only, values):  # pragma: no cover - compile
     c1, c2, zero = params[_C1], params[_C2], params[_ZERO]
     m_x, m_y, e_xx, e_yy, e_xy = blurred[0], blurred[1], blurred[2], blurred[3], blurred[4]
     for j in range(values.shape[0]):
-        mx = m_x[j]
-        my = m_y[j]
-        var_x = e_xx[j] - mx * mx
-        var_y = e_yy[j] - my * my
-        cov = e_xy[j] - mx * my
-        var_x = var_x if var_x >= zero else zero
-        var_y = var_y if var_y >= zero else zero
+        mx, my, var_x, var_y, cov, _, _ = _variances(m_x, m_y, e_xx, e_yy, e_xy, j, zero)
         cs = ((cov + cov) + c2) / ((var_x + var_y) + c2)
         mu_x = mx + shift
         mu_y = my + shift
@@ -252,15 +263,8 @@ def _map_and_derivatives(blurred, shift, params, cs_only, values,  # pragma: no 
     c1, c2, k2m, zero, one = params[_C1], params[_C2], params[_K], params[_ZERO], params[_ONE]
     m_x, m_y, e_xx, e_yy, e_xy = blurred[0], blurred[1], blurred[2], blurred[3], blurred[4]
     for j in range(values.shape[0]):
-        mx = m_x[j]
-        my = m_y[j]
-        var_x = e_xx[j] - mx * mx
-        var_y = e_yy[j] - my * my
-        cov = e_xy[j] - mx * my
-        keep_x = var_x >= zero
-        keep_y = var_y >= zero
-        var_x = var_x if keep_x else zero
-        var_y = var_y if keep_y else zero
+        mx, my, var_x, var_y, cov, keep_x, keep_y = _variances(m_x, m_y, e_xx, e_yy, e_xy, j,
+                                                               zero)
         b2 = (var_x + var_y) + c2
         cs = ((cov + cov) + c2) / b2
         mu_x = mx + shift

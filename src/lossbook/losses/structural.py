@@ -37,7 +37,7 @@ Implementation (CPU speed and accuracy; each choice measured, see benchmarks/REA
   as soon as its last contribution is in. Every pixel is read from memory once and its
   gradient written once, where the PyTorch operations below make one pass over memory
   per tap and per pointwise step. On a 2-core AMD EPYC (AVX2), one thread, forward and
-  backward: 2-3x faster than those operations, and at most a third of the time of the
+  backward: 1.5-3x faster than those operations, and at most a quarter of the time of the
   fastest other library (pytorch-msssim) on the benchmark shapes.
   The planes of a call are split between ``torch.get_num_threads()`` threads (the kernel
   releases the GIL; the results do not depend on the split). MS-SSIM's 2x2 averages are
