@@ -39,7 +39,6 @@ progress bar and writes checkpoints.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import functools
 import glob
 import hashlib
@@ -74,7 +73,6 @@ __all__ = [
     "resolve_device",
     "resolve_amp",
     "cpu_bf16_is_fast",
-    "retain_freed_memory",
     "save_checkpoint",
     "load_checkpoint",
     "run_fingerprint",
@@ -224,37 +222,6 @@ def cpu_bf16_is_fast() -> bool:
         return False
     cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
     return cap in ("", "ALL", "DEFAULT") or "AMX" in cap
-
-
-#: glibc's ``mallopt`` parameters (``malloc.h``), and the values :func:`retain_freed_memory`
-#: sets: mmap only blocks of 32 MiB and more (glibc's largest threshold; a training step's
-#: activations are smaller), return freed memory to the system only above 1 GiB, and grow
-#: the heap 64 MiB at a time.
-_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
-_RETAIN = ((_M_MMAP_THRESHOLD, 32 << 20), (_M_TRIM_THRESHOLD, 1 << 30), (_M_TOP_PAD, 64 << 20))
-
-
-def retain_freed_memory() -> bool:
-    """Let this process keep the memory it frees, for its next allocations (glibc only).
-
-    A CPU training step allocates and frees its activations and gradients (a few MB
-    each). By default glibc returns freed memory at the top of the heap to the system
-    and maps large blocks afresh, so every step pays page faults for the same memory:
-    about 3 000-10 000 per ``denoise-losses`` step (16 x 40² patches, DnCNN 7 x 32), which
-    took 112-128 ms instead of 99 ms on one AVX2 core (``benchmarks/README.md``). After
-    this call the process keeps its peak heap (its resident memory does not shrink
-    back). It changes the whole process, so the experiments call it only in the worker
-    processes they start themselves. Returns whether it was applied: False where the C
-    library is not glibc (macOS, Windows, musl), which is left alone.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return all(mallopt(param, value) == 1 for param, value in _RETAIN)
 
 
 def _dist_active() -> bool:

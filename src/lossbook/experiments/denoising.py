@@ -50,7 +50,7 @@ from ..data import (
 from ..metrics import psnr as _psnr
 from ..models import DnCNN
 from ..stats import compare_methods
-from ..train import cpu_bf16_is_fast, fit, resolve_amp, retain_freed_memory
+from ..train import cpu_bf16_is_fast, fit, resolve_amp
 from .core import (
     METRICS,
     Experiment,
@@ -311,7 +311,6 @@ def _fit_job(job: tuple) -> tuple:
     :func:`_fit_in_processes`); returns ``(method, seed, state_dict, history)``."""
     method, seed, sizes, amp, val, checkpoint, threads = job
     torch.set_num_threads(threads)
-    retain_freed_memory()  # this process is ours: no page faults per step (train.py)
     model = _new_model(sizes, seed, "cpu")
     h = fit(model, denoise_loss(method, sizes), _sampler(sizes, "cpu"), device="cpu",
             amp=amp, val_data=val, checkpoint=checkpoint, seed=seed, progress=False,
