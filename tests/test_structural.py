@@ -22,6 +22,8 @@ Independent references and tolerances:
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import pytorch_msssim
@@ -393,6 +395,27 @@ def test_fused_kernel_threads_give_identical_results(gen, monkeypatch):
     assert calls == [2]  # really split
     for a, b in zip(one, two, strict=True):
         assert torch.equal(a, b)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_fused_kernel_threads_work_in_a_forked_child(gen, monkeypatch):
+    """After the parent used its SSIM threads, a forked child (a multiprocessing worker)
+    computes SSIM with its own threads instead of waiting for the parent's, which do not
+    exist there."""
+    import multiprocessing
+
+    x, y = _pair(gen, (3, 2, 40, 36), noise=0.3, dtype=torch.float32)
+    monkeypatch.setattr(st, "_PIXELS_PER_THREAD", 100)
+    torch.set_num_threads(2)  # the one_thread fixture restores the count
+    expected = float(ssim(x, y))  # the parent's pool now exists
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        result = pool.apply_async(_ssim_in_child, (x, y))
+        assert result.get(timeout=60) == expected
+
+
+def _ssim_in_child(x, y):
+    torch.set_num_threads(2)
+    return float(ssim(x, y))
 
 
 def test_fused_kernel_applies_on_the_cpu_to_symmetric_windows(monkeypatch):

@@ -100,6 +100,7 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import math
+import os
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -602,8 +603,14 @@ def _fused_kernel(x: torch.Tensor, win: torch.Tensor | None = None):
 _PIXELS_PER_THREAD = 1 << 16
 
 
-@functools.lru_cache(maxsize=4)
 def _thread_pool(threads: int) -> concurrent.futures.ThreadPoolExecutor:
+    """The threads of this process: a forked child (e.g. a ``multiprocessing`` worker)
+    gets its own, as the parent's threads do not exist there (their pool would hang)."""
+    return _pool_of_process(threads, os.getpid())
+
+
+@functools.lru_cache(maxsize=4)
+def _pool_of_process(threads: int, pid: int) -> concurrent.futures.ThreadPoolExecutor:
     return concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="lossbook-ssim")
 
 
