@@ -33,3 +33,14 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_denoise_sizes() -> dict:
+    """``denoise-losses`` sizes small enough to train in seconds: 2 steps of a 3-layer
+    DnCNN on 24 x 24 patches, 2 test images (shared by the seeds and workers tests; copy
+    with ``dict(sizes, ...)`` before changing it)."""
+    from lossbook.experiments import DENOISE_SIZES
+
+    return dict(DENOISE_SIZES["smoke"], train_size=64, patch_size=24, batch_size=2, steps=2,
+                depth=3, width=8, n_test=2, n_tune=1, tune_points=2, val_crop=32, log_every=1)

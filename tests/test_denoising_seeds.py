@@ -21,8 +21,6 @@ from lossbook.experiments.denoising import (
 )
 from lossbook.train import load_checkpoint
 
-TINY = dict(DENOISE_SIZES["smoke"], train_size=64, patch_size=24, batch_size=2, steps=2,
-            depth=3, width=8, n_test=2, n_tune=1, tune_points=2, val_crop=32, log_every=1)
 METHODS = ["L2", "L1"]
 
 
@@ -40,8 +38,9 @@ def workdirs(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def runs(workdirs):
-    return _run(dict(TINY, seeds=1), workdirs[0]), _run(dict(TINY, seeds=2), workdirs[1])
+def runs(workdirs, tiny_denoise_sizes):
+    tiny = tiny_denoise_sizes
+    return _run(dict(tiny, seeds=1), workdirs[0]), _run(dict(tiny, seeds=2), workdirs[1])
 
 
 def test_budgets_train_one_seed_on_cpu_and_three_on_gpu():
@@ -66,7 +65,7 @@ def test_rows_are_means_over_the_seeds(runs):
         # the bootstrap's per-image scores: averaged over the seeds, image by image
         for metric in ("psnr", "ssim"):
             per_seed = np.array(r[f"{metric}_per_image_per_seed"])
-            assert per_seed.shape == (2, TINY["n_test"])
+            assert per_seed.shape == (2, 2)  # seeds x test images
             np.testing.assert_allclose(r[f"{metric}_per_image"], per_seed.mean(0), atol=1e-12)
             assert np.mean(r[f"{metric}_per_image"]) == pytest.approx(r[metric], abs=1e-9)
     # baselines have no seeds
@@ -91,10 +90,11 @@ def test_seed_0_of_two_seeds_is_the_single_seed_run_exactly(runs):
         assert two.row(m) == one.row(m)
 
 
-def test_seeds_give_different_weights_and_keep_seed_0_checkpoint_names(runs, workdirs):
+def test_seeds_give_different_weights_and_keep_seed_0_checkpoint_names(runs, workdirs,
+                                                                       tiny_denoise_sizes):
     one, two = runs
     dir1, dir2 = workdirs
-    init = [make_denoiser(TINY, seed=s).state_dict() for s in (0, 0, 1)]
+    init = [make_denoiser(tiny_denoise_sizes, seed=s).state_dict() for s in (0, 0, 1)]
     assert all(torch.equal(init[0][k], init[1][k]) for k in init[0])
     assert all(not torch.equal(init[0][k], init[2][k]) for k in init[0] if "weight" in k)
     # the checkpoints a run leaves: seed 0 under the single-seed name, seed 1 suffixed

@@ -17,25 +17,23 @@ from lossbook.experiments.denoising import (
     denoise_workers,
 )
 
-TINY = dict(DENOISE_SIZES["smoke"], train_size=64, patch_size=24, batch_size=2, steps=3,
-            depth=3, width=8, n_test=2, n_tune=1, tune_points=2, val_crop=32, log_every=1)
 
-
-def test_a_worker_trains_the_same_network_as_this_process(tmp_path):
-    noisy, clean = denoise_test_pairs(TINY)
+def test_a_worker_trains_the_same_network_as_this_process(tmp_path, tiny_denoise_sizes):
+    tiny = dict(tiny_denoise_sizes, steps=3)
+    noisy, clean = denoise_test_pairs(tiny)
     val = (noisy[..., :32, :32], clean[..., :32, :32])
     amp = denoise_amp("cpu")
     jobs = [("L2", 0), ("L1", 0)]
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(2)  # two workers of one thread each
-        got = _fit_in_processes(jobs, TINY, amp, val, tmp_path / "workers", 2, False)
+        got = _fit_in_processes(jobs, tiny, amp, val, tmp_path / "workers", 2, False)
     finally:
         torch.set_num_threads(threads)
     assert set(got) == set(jobs)
     for method, seed in jobs:
         try:
-            _, _, want, h = _fit_job((method, seed, TINY, amp, val,
+            _, _, want, h = _fit_job((method, seed, tiny, amp, val,
                                       tmp_path / f"here-{method}.pt", 1))
         finally:
             torch.set_num_threads(threads)
