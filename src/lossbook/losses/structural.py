@@ -177,7 +177,9 @@ class _ImageTooSmallError(ValueError):
     """The images are smaller than the window (or the MS-SSIM pyramid) needs."""
 
 
-def _check_inputs(x: torch.Tensor, y: torch.Tensor, min_side: int, what: str) -> None:
+def _check_inputs(x: torch.Tensor, y: torch.Tensor, min_side: int, what: str):
+    """Refuse mismatched, non-finite or too small images; returns the extremes found on
+    the way (:func:`_small_extremes`, None for large images), for :func:`_reference`."""
     check_pair(x, y)
     small = _small_extremes(x, y)
     for v, name in ((x, "x"), (y, "y")):
@@ -191,6 +193,7 @@ def _check_inputs(x: torch.Tensor, y: torch.Tensor, min_side: int, what: str) ->
     h, w = x.shape[-2:]
     if min(h, w) < min_side:
         raise _ImageTooSmallError(f"{what}; got images of {h}x{w}.")
+    return small
 
 
 # ------------------------------------------------------------------------------ windows
@@ -366,17 +369,19 @@ def _channels_last(t: torch.Tensor) -> torch.Tensor:
     return t.contiguous(memory_format=torch.channels_last)
 
 
-def _reference(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, float]:
+def _reference(x: torch.Tensor, y: torch.Tensor,
+               small: tuple | None = None) -> tuple[torch.Tensor, float]:
     """Per-(image, channel) centre ``r`` of the values of both images, and their half-spread.
 
     ``r`` (N, C, 1, 1) is the midpoint of ``[min(x, y), max(x, y)]`` in each channel, and
     ``spread = max |v - r|`` over both images and all channels (a Python float). The
-    moments are computed from ``x - r`` and ``y - r``.
+    moments are computed from ``x - r`` and ``y - r``. ``small``: the extremes
+    :func:`_check_inputs` already found for these values (computed here if None).
     """
-    small = _small_extremes(x, y)
+    small = small if small is not None else _small_extremes(x, y)
     if small is not None:  # numpy arrays: a few microseconds instead of five operations
         lo, hi = small[0].numpy(), small[1].numpy()
-        r = torch.from_numpy(0.5 * (lo + hi))[..., None, None]
+        r = torch.from_numpy(0.5 * (lo + hi)).to(x.dtype)[..., None, None]
         return r, float((hi - lo).max()) / 2
     # amin and amax over (H, W): two vectorised passes, faster than one aminmax(dim=2)
     lo = torch.minimum(x.amin(dim=(2, 3)), y.amin(dim=(2, 3)))
@@ -770,17 +775,18 @@ def _statistics_dtype(p: _Prepared, spread: float) -> torch.dtype:
 
 
 def _ssim_mean(p: _Prepared, *, cs_only: bool = False,
-               shift: torch.Tensor | None = None) -> torch.Tensor:
+               shift: torch.Tensor | None = None, small: tuple | None = None) -> torch.Tensor:
     """Per-channel mean (N, C) of the SSIM map of ``p.x, p.y``, or of the cs map.
 
     ``shift`` (N, C, 1, 1): ``p.x`` and ``p.y`` were centred by subtracting it (as
     :func:`ms_ssim` does before its pyramid); it is added back for the luminance. Computed
     in the dtype of ``p.x`` (float32 or float64), or in float64 where the values spread too
-    far for float32 (see :data:`_F32_SPREAD`), and returned in ``p.x.dtype``.
+    far for float32 (see :data:`_F32_SPREAD`), and returned in ``p.x.dtype``. ``small``:
+    the extremes of ``p.x, p.y`` from :func:`_check_inputs`, if any.
     """
     if not torch.is_grad_enabled():  # no_grad: skip the gradient maps (needs_input_grad
         p = p._replace(x=p.x.detach(), y=p.y.detach())  # would still say True)
-    r, spread = _reference(p.x.detach(), p.y.detach())
+    r, spread = _reference(p.x.detach(), p.y.detach(), small)
     dtype = _statistics_dtype(p, spread)
     if dtype == p.x.dtype:
         return _SSIMMean.apply(p.x, p.y, p.win, p.c1, p.c2, cs_only, r, shift)
@@ -872,9 +878,9 @@ def ssim_components(
     """
     check_pair(x, y)
     p = _prepare(x, y, data_range, win_size, sigma, k1, k2, window)
-    _check_inputs(x, y, win_size, _too_small(win_size))
+    small = _check_inputs(x, y, win_size, _too_small(win_size))
     with torch.autocast(device_type=x.device.type, enabled=False):
-        dtype = _statistics_dtype(p, _reference(p.x.detach(), p.y.detach())[1])
+        dtype = _statistics_dtype(p, _reference(p.x.detach(), p.y.detach(), small)[1])
         mu_x, mu_y, var_x, var_y, cov = _moments(p.x.to(dtype), p.y.to(dtype), p.win.to(dtype))
         c1, c2 = p.c1, p.c2
         c3 = c2 / 2
@@ -946,9 +952,9 @@ def ssim(
     check_reduction(reduction)
     check_pair(x, y)
     p = _prepare(x, y, data_range, win_size, sigma, k1, k2, window)
-    _check_inputs(x, y, win_size, _too_small(win_size))
+    small = _check_inputs(x, y, win_size, _too_small(win_size))
     with torch.autocast(device_type=x.device.type, enabled=False):
-        per_channel = _ssim_mean(p)
+        per_channel = _ssim_mean(p, small=small)
         per_image = per_channel.mean(dim=1)
     return per_image.mean() if reduction == "mean" else per_image
 
@@ -1036,7 +1042,7 @@ def ms_ssim(
         raise ValueError(f"weights must be non-negative and finite; got {weights!r}.")
     scales = len(betas)
     limit = (win_size - 1) * 2 ** (scales - 1)
-    _check_inputs(
+    small = _check_inputs(
         x,
         y,
         limit + 1,
@@ -1048,7 +1054,7 @@ def ms_ssim(
     )
     with torch.autocast(device_type=x.device.type, enabled=False):
         # centre once, so that the pyramid's averages lose no precision to an offset
-        r, spread = _reference(p.x.detach(), p.y.detach())
+        r, spread = _reference(p.x.detach(), p.y.detach(), small)
         dtype = _statistics_dtype(p, spread)
         a, b = p.x.to(dtype) - r.to(dtype), p.y.to(dtype) - r.to(dtype)
         value = None
