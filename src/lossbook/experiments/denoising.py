@@ -271,9 +271,8 @@ def denoise_amp(device: str | torch.device) -> str:
     AMX). There, at the ``cpu`` budget (then 1000 steps of 16 patches), it made the
     experiment 2.4 times faster than float32 (193 s against 466 s), moved the test PSNR
     of the eight losses by -0.10 to +0.04 dB, and kept the best learned method 1.04 dB
-    above tuned TV-Chambolle
-    (``benchmarks/README.md``). ``"auto"`` otherwise: float32 on every other CPU, bf16
-    (or fp16) autocast on a GPU. Evaluation is always in float32.
+    above tuned TV-Chambolle (``benchmarks/README.md``). ``"auto"`` otherwise: float32 on
+    every other CPU, bf16 (or fp16) autocast on a GPU. Evaluation is always in float32.
     """
     cpu = torch.device(device).type == "cpu"
     return "bf16" if cpu and cpu_bf16_is_fast() else "auto"
@@ -287,9 +286,9 @@ def denoise_workers(sizes: dict, device: str | torch.device, callback: Callable 
     On 2 cores, two one-thread processes trained 15-21 % more steps per second than one
     two-thread process (side by side, against one process: steps of 16 patches 106
     against 63-66 ms, of 4 patches 27-28 against 16-17 ms; small convolutions do not
-    split well over threads). One (the caller's process, as
-    before) on a GPU, with a ``callback`` (it must see every step), with a single thread
-    (``OMP_NUM_THREADS=1``: the machine is shared) or a single job.
+    split well over threads). One (the caller's process, as before) on a GPU, with a
+    ``callback`` (it must see every step), with a single thread (``OMP_NUM_THREADS=1``:
+    the machine is shared) or a single job.
     """
     if torch.device(device).type != "cpu" or callback is not None:
         return 1
