@@ -381,7 +381,7 @@ def _reference(x: torch.Tensor, y: torch.Tensor,
     small = small if small is not None else _small_extremes(x, y)
     if small is not None:  # numpy arrays: a few microseconds instead of five operations
         lo, hi = small[0].numpy(), small[1].numpy()
-        r = torch.from_numpy(0.5 * (lo + hi)).to(x.dtype)[..., None, None]
+        r = torch.from_numpy(0.5 * (lo + hi))[..., None, None]
         return r, float((hi - lo).max()) / 2
     # amin and amax over (H, W): two vectorised passes, faster than one aminmax(dim=2)
     lo = torch.minimum(x.amin(dim=(2, 3)), y.amin(dim=(2, 3)))
